@@ -1,0 +1,1 @@
+"""OCI primitives shared by every Wharf component; imports nothing else of ours."""

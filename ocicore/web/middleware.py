@@ -1,0 +1,56 @@
+"""The middleware every Wharf API runs: request ids and OCI errors as the spec writes them."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ocicore.errors import OCIError
+
+REQUEST_ID = "wharf.request_id"
+BYTES_IN = "wharf.bytes_in"
+STARTED = "wharf.started"
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_log = structlog.get_logger("wharf.http")
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+def error_response(request: web.Request, error: OCIError) -> web.Response:
+    return web.Response(
+        status=error.status,
+        body=error.body(),
+        content_type="application/json",
+        headers=error.headers,
+    )
+
+
+@web.middleware
+async def oci_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give each request an id (the client's ``X-Request-Id`` if sane) and render OCI errors."""
+    offered = request.headers.get("X-Request-Id", "")
+    request_id = offered if _CLIENT_ID.match(offered) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    request[STARTED] = time.perf_counter()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except OCIError as exc:
+        response = error_response(request, exc)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-Id"] = request_id
+        raise
+    except Exception:
+        _log.exception("unhandled error", path=request.path, method=request.method)
+        response = web.json_response(
+            {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}, status=500
+        )
+    response.headers["X-Request-Id"] = request_id
+    if request.path.startswith("/v2"):
+        response.headers.update(API_VERSION)
+    return response

@@ -1,0 +1,1 @@
+"""The origin: Wharf's authoritative registry."""

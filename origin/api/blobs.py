@@ -1,0 +1,29 @@
+"""``/v2/<name>/blobs/<digest>``: GET and HEAD (with Range, by sendfile), DELETE."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from origin.api.common import digest_param, repo
+from origin.keys import BLOBS
+
+
+async def get(request: web.Request) -> web.StreamResponse:
+    name = repo(request)
+    digest = digest_param(request.match_info["digest"])
+    info = await request.app[BLOBS].stat(name, digest)
+    return web.FileResponse(
+        info.path,
+        headers={
+            "Docker-Content-Digest": str(digest),
+            "Content-Type": "application/octet-stream",
+            "Cache-Control": "max-age=31536000, immutable",
+        },
+    )
+
+
+async def delete(request: web.Request) -> web.Response:
+    name = repo(request)
+    digest = digest_param(request.match_info["digest"])
+    await request.app[BLOBS].delete(name, digest)
+    return web.Response(status=202, headers={"Docker-Content-Digest": str(digest)})

@@ -1,0 +1,54 @@
+"""``/v2/<name>/manifests/<reference>``: GET, HEAD, PUT and DELETE by tag or digest."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ocicore.errors import ErrorCode, OCIError
+from origin.api.common import repo
+from origin.keys import CONFIG, MANIFESTS
+from origin.registry.manifests import parse_reference
+
+
+async def get(request: web.Request) -> web.Response:
+    name = repo(request)
+    reference = parse_reference(request.match_info["reference"])
+    found = await request.app[MANIFESTS].get(name, reference)
+    etag = f'"{found.digest}"'
+    headers = {"Docker-Content-Digest": found.digest, "ETag": etag}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=found.payload, content_type=found.media_type, headers=headers)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    too_big = OCIError(ErrorCode.MANIFEST_INVALID, f"manifest exceeds {limit} bytes", status=413)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    data = bytearray()
+    async for chunk in request.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise too_big
+    return bytes(data)
+
+
+async def put(request: web.Request) -> web.Response:
+    name = repo(request)
+    reference = parse_reference(request.match_info["reference"])
+    payload = await _read_limited(request, request.app[CONFIG].max_manifest_bytes)
+    manifest = await request.app[MANIFESTS].put(
+        name, reference, payload, request.headers.get("Content-Type")
+    )
+    digest = str(manifest.digest)
+    headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
+    if manifest.subject is not None:
+        headers["OCI-Subject"] = str(manifest.subject.digest)
+    return web.Response(status=201, headers=headers)
+
+
+async def delete(request: web.Request) -> web.Response:
+    name = repo(request)
+    reference = parse_reference(request.match_info["reference"])
+    await request.app[MANIFESTS].delete(name, reference)
+    return web.Response(status=202)

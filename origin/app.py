@@ -1,0 +1,60 @@
+"""The origin's composition root: every component is built here and reached by AppKey."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge
+
+from ocicore.cas import ContentStore
+from ocicore.web.health import Readiness, add_health_routes
+from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
+from ocicore.web.middleware import oci_middleware
+from origin import api
+from origin.config import OriginConfig
+from origin.keys import BLOBS, CONFIG, MANIFESTS, META, UPLOADS
+from origin.metadata.db import create_engine, migrate
+from origin.metadata.store import MetadataStore
+from origin.registry.blobs import BlobService
+from origin.registry.manifests import ManifestService
+from origin.registry.uploads import UploadService
+
+
+def create_app(config: OriginConfig) -> web.Application:
+    app = web.Application(middlewares=[oci_middleware])
+    app[CONFIG] = config
+    registry = CollectorRegistry()
+    app[METRICS] = HttpMetrics.create("origin", registry)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = ContentStore(config.data_dir)
+    in_progress = Gauge(
+        "wharf_origin_uploads_in_progress", "Open blob upload sessions", registry=registry
+    )
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(config.effective_database_url)
+        await migrate(engine)
+        meta = MetadataStore(engine)
+        blobs = BlobService(store, meta)
+        app[META] = meta
+        app[BLOBS] = blobs
+        app[UPLOADS] = UploadService(store, meta, config.max_blob_bytes, in_progress)
+        app[MANIFESTS] = ManifestService(meta, blobs)
+        in_progress.set(await meta.count_uploads())
+        yield
+        await engine.dispose()
+
+    app.cleanup_ctx.append(database)
+
+    async def check_database() -> None:
+        await app[META].ping()
+
+    async def check_storage() -> None:
+        if not store.root.is_dir():
+            raise RuntimeError(f"{store.root} is missing")
+
+    add_health_routes(app, Readiness(checks={"database": check_database, "storage": check_storage}))
+    app.router.add_get("/metrics", metrics_handler)
+    api.add_routes(app)
+    return app

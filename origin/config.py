@@ -1,0 +1,88 @@
+"""The origin's settings: defaults here, then a TOML file, then ``WHARF_ORIGIN_*``, then flags.
+
+Every setting has one name used everywhere: ``data_dir`` is ``data_dir`` in the ``[origin]``
+table of the config file, ``WHARF_ORIGIN_DATA_DIR`` in the environment and ``--data-dir`` on
+the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "WHARF_ORIGIN_"
+MiB = 1 << 20
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":port" means all
+
+
+@dataclass(frozen=True)
+class OriginConfig:
+    listen: str = "127.0.0.1:5000"
+    data_dir: Path = Path("./var/origin")
+    database_url: str = ""  # empty: SQLite at <data_dir>/metadata.db
+    log_level: str = "info"
+    max_manifest_bytes: int = 4 * MiB
+    max_blob_bytes: int = 64 * 1024 * MiB
+    upload_ttl_seconds: int = 7 * 24 * 3600
+    shutdown_timeout_seconds: float = 30.0
+    manifest_cache_entries: int = 4096
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError(f"log_level must be debug, info, warning or error: {self.log_level}")
+        for name in ("max_manifest_bytes", "max_blob_bytes", "upload_ttl_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'metadata.db'}"
+
+    @classmethod
+    def load(
+        cls,
+        file: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> OriginConfig:
+        values: dict[str, Any] = {}
+        if file is not None:
+            with file.open("rb") as f:
+                values.update(tomllib.load(f).get("origin", {}))
+        for key, value in (env or {}).items():
+            if key.startswith(ENV_PREFIX):
+                values[key[len(ENV_PREFIX) :].lower()] = value
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls(**_coerce(values))
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    fields = {f.name: f for f in dataclasses.fields(OriginConfig)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown origin settings: {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        default: Any = fields[name].default
+        kind = type(default)
+        out[name] = value if isinstance(value, kind) else kind(value)
+    return out

@@ -1,0 +1,17 @@
+"""Typed keys through which handlers reach the services ``create_app`` builds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from origin.config import OriginConfig
+from origin.metadata.store import MetadataStore
+from origin.registry.blobs import BlobService
+from origin.registry.manifests import ManifestService
+from origin.registry.uploads import UploadService
+
+CONFIG = web.AppKey("config", OriginConfig)
+META = web.AppKey("metadata", MetadataStore)
+BLOBS = web.AppKey("blobs", BlobService)
+UPLOADS = web.AppKey("uploads", UploadService)
+MANIFESTS = web.AppKey("manifests", ManifestService)

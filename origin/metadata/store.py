@@ -1,0 +1,352 @@
+"""The registry model: every query the origin's services make, and nothing else.
+
+Handlers never see SQL; services call these methods with validated names and digests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ocicore.digest import Digest
+from ocicore.manifest import Descriptor, Manifest
+from origin.metadata.models import (
+    blobs,
+    manifest_references,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+    uploads,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: str
+    repository: str
+    offset: int
+
+
+class MissingReferences(Exception):
+    def __init__(self, blobs: Sequence[str], manifests: Sequence[str]) -> None:
+        super().__init__(f"missing blobs {list(blobs)}, manifests {list(manifests)}")
+        self.blobs = blobs
+        self.manifests = manifests
+
+
+def _upsert(conn: AsyncConnection, table: Any) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+class MetadataStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # -- repositories ----------------------------------------------------------------------
+    async def _repo_id(self, conn: AsyncConnection, name: str) -> int | None:
+        row = await conn.execute(select(repositories.c.id).where(repositories.c.name == name))
+        return row.scalar_one_or_none()
+
+    async def _ensure_repo(self, conn: AsyncConnection, name: str) -> int:
+        stmt = _upsert(conn, repositories).values(name=name).on_conflict_do_nothing()
+        await conn.execute(stmt)
+        repo_id = await self._repo_id(conn, name)
+        assert repo_id is not None
+        return repo_id
+
+    async def repository_exists(self, name: str) -> bool:
+        async with self.engine.connect() as conn:
+            return await self._repo_id(conn, name) is not None
+
+    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        query = select(repositories.c.name).order_by(repositories.c.name).limit(limit)
+        if last:
+            query = query.where(repositories.c.name > last)
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    # -- blobs -----------------------------------------------------------------------------
+    async def blob_size(self, name: str, digest: str) -> int | None:
+        """Size of ``digest`` if repository ``name`` may see it."""
+        query = (
+            select(blobs.c.size)
+            .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .where(repositories.c.name == name, blobs.c.digest == digest)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def link_blob(self, name: str, digest: str, size: int) -> None:
+        async with self.engine.begin() as conn:
+            repo_id = await self._ensure_repo(conn, name)
+            await conn.execute(
+                _upsert(conn, blobs).values(digest=digest, size=size).on_conflict_do_nothing()
+            )
+            await conn.execute(
+                _upsert(conn, repository_blobs)
+                .values(repository_id=repo_id, digest=digest)
+                .on_conflict_do_nothing()
+            )
+
+    async def unlink_blob(self, name: str, digest: str) -> bool:
+        async with self.engine.begin() as conn:
+            repo_id = await self._repo_id(conn, name)
+            if repo_id is None:
+                return False
+            result = await conn.execute(
+                delete(repository_blobs).where(
+                    repository_blobs.c.repository_id == repo_id,
+                    repository_blobs.c.digest == digest,
+                )
+            )
+            return result.rowcount > 0
+
+    # -- uploads ---------------------------------------------------------------------------
+    async def create_upload(self, upload_id: str, name: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(uploads).values(id=upload_id, repository=name, offset=0))
+
+    async def get_upload(self, upload_id: str) -> Upload | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(uploads.c.id, uploads.c.repository, uploads.c.offset).where(
+                        uploads.c.id == upload_id
+                    )
+                )
+            ).one_or_none()
+        return Upload(row.id, row.repository, row.offset) if row else None
+
+    async def advance_upload(self, upload_id: str, old: int, new: int) -> bool:
+        """Record ``new`` as the upload's offset if it is still ``old`` (false otherwise)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id, uploads.c.offset == old)
+                .values(offset=new)
+            )
+            return result.rowcount == 1
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            return result.rowcount == 1
+
+    async def count_uploads(self) -> int:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(func.count()).select_from(uploads))).scalar_one()
+
+    # -- manifests -------------------------------------------------------------------------
+    async def _missing(
+        self, conn: AsyncConnection, repo_id: int, manifest: Manifest
+    ) -> tuple[list[str], list[str]]:
+        wanted_blobs = {str(d.digest) for d in manifest.blobs if d.distributable}
+        wanted_children = {str(d.digest) for d in manifest.children}
+        have_blobs: set[str] = set()
+        have_children: set[str] = set()
+        if wanted_blobs:
+            have_blobs = set(
+                (
+                    await conn.execute(
+                        select(repository_blobs.c.digest).where(
+                            repository_blobs.c.repository_id == repo_id,
+                            repository_blobs.c.digest.in_(wanted_blobs),
+                        )
+                    )
+                ).scalars()
+            )
+        if wanted_children:
+            have_children = set(
+                (
+                    await conn.execute(
+                        select(manifests.c.digest).where(
+                            manifests.c.repository_id == repo_id,
+                            manifests.c.digest.in_(wanted_children),
+                        )
+                    )
+                ).scalars()
+            )
+        return sorted(wanted_blobs - have_blobs), sorted(wanted_children - have_children)
+
+    async def put_manifest(self, name: str, manifest: Manifest, tag: str | None) -> None:
+        """Store ``manifest`` (and point ``tag`` at it) once everything it references exists.
+
+        Raises :class:`MissingReferences` and writes nothing when a blob or child is missing.
+        """
+        digest = str(manifest.digest)
+        async with self.engine.begin() as conn:
+            repo_id = await self._repo_id(conn, name)
+            if repo_id is None:
+                if manifest.children or any(d.distributable for d in manifest.blobs):
+                    raise MissingReferences(
+                        [str(d.digest) for d in manifest.blobs if d.distributable],
+                        [str(d.digest) for d in manifest.children],
+                    )
+                repo_id = await self._ensure_repo(conn, name)
+            missing_blobs, missing_children = await self._missing(conn, repo_id, manifest)
+            if missing_blobs or missing_children:
+                raise MissingReferences(missing_blobs, missing_children)
+            existing = (
+                await conn.execute(
+                    select(manifests.c.id).where(
+                        manifests.c.repository_id == repo_id, manifests.c.digest == digest
+                    )
+                )
+            ).scalar_one_or_none()
+            if existing is None:
+                await self._insert_manifest(conn, repo_id, manifest)
+            if tag is not None:
+                await conn.execute(
+                    _upsert(conn, tags)
+                    .values(repository_id=repo_id, name=tag, manifest_digest=digest)
+                    .on_conflict_do_update(
+                        index_elements=["repository_id", "name"],
+                        set_={"manifest_digest": digest, "updated_at": func.now()},
+                    )
+                )
+
+    async def _insert_manifest(
+        self, conn: AsyncConnection, repo_id: int, manifest: Manifest
+    ) -> None:
+        try:
+            async with conn.begin_nested():
+                result = await conn.execute(
+                    insert(manifests).values(
+                        repository_id=repo_id,
+                        digest=str(manifest.digest),
+                        media_type=manifest.media_type,
+                        artifact_type=manifest.artifact_type,
+                        subject_digest=str(manifest.subject.digest) if manifest.subject else None,
+                        annotations=manifest.annotations,
+                        size=len(manifest.payload),
+                        payload=manifest.payload,
+                    )
+                )
+        except IntegrityError:
+            return  # a concurrent push of the same manifest won the race: same bytes
+        assert result.inserted_primary_key is not None
+        manifest_id = result.inserted_primary_key[0]
+        references = {(str(d.digest), "blob") for d in manifest.blobs} | {
+            (str(d.digest), "manifest") for d in manifest.children
+        }
+        if references:
+            await conn.execute(
+                insert(manifest_references),
+                [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in references],
+            )
+
+    async def resolve(self, name: str, reference: str, by_digest: bool) -> StoredManifest | None:
+        query = (
+            select(manifests.c.digest, manifests.c.media_type, manifests.c.payload)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(repositories.c.name == name)
+        )
+        if by_digest:
+            query = query.where(manifests.c.digest == reference)
+        else:
+            query = query.join(
+                tags,
+                and_(
+                    tags.c.repository_id == manifests.c.repository_id,
+                    tags.c.manifest_digest == manifests.c.digest,
+                ),
+            ).where(tags.c.name == reference)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return StoredManifest(row.digest, row.media_type, row.payload) if row else None
+
+    async def tag_digest(self, name: str, tag: str) -> str | None:
+        query = (
+            select(tags.c.manifest_digest)
+            .join(repositories, repositories.c.id == tags.c.repository_id)
+            .where(repositories.c.name == name, tags.c.name == tag)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def delete_manifest(self, name: str, digest: str) -> bool:
+        """Delete a manifest and every tag pointing at it."""
+        async with self.engine.begin() as conn:
+            repo_id = await self._repo_id(conn, name)
+            if repo_id is None:
+                return False
+            await conn.execute(
+                delete(tags).where(
+                    tags.c.repository_id == repo_id, tags.c.manifest_digest == digest
+                )
+            )
+            result = await conn.execute(
+                delete(manifests).where(
+                    manifests.c.repository_id == repo_id, manifests.c.digest == digest
+                )
+            )
+            return result.rowcount > 0
+
+    async def delete_tag(self, name: str, tag: str) -> bool:
+        async with self.engine.begin() as conn:
+            repo_id = await self._repo_id(conn, name)
+            if repo_id is None:
+                return False
+            result = await conn.execute(
+                delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag)
+            )
+            return result.rowcount > 0
+
+    async def list_tags(self, name: str, limit: int, last: str | None) -> list[str] | None:
+        async with self.engine.connect() as conn:
+            repo_id = await self._repo_id(conn, name)
+            if repo_id is None:
+                return None
+            query = (
+                select(tags.c.name)
+                .where(tags.c.repository_id == repo_id)
+                .order_by(tags.c.name)
+                .limit(limit)
+            )
+            if last:
+                query = query.where(tags.c.name > last)
+            return list((await conn.execute(query)).scalars())
+
+    async def referrers(
+        self, name: str, subject: str, artifact_type: str | None
+    ) -> list[Descriptor]:
+        query = (
+            select(
+                manifests.c.digest,
+                manifests.c.media_type,
+                manifests.c.size,
+                manifests.c.artifact_type,
+                manifests.c.annotations,
+            )
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(repositories.c.name == name, manifests.c.subject_digest == subject)
+            .order_by(manifests.c.id)
+        )
+        if artifact_type is not None:
+            query = query.where(manifests.c.artifact_type == artifact_type)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Descriptor(r.media_type, Digest.parse(r.digest), r.size, r.artifact_type, r.annotations)
+            for r in rows
+        ]

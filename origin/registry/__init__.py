@@ -1,0 +1,1 @@
+"""The origin's services: what a registry does, independent of HTTP."""

@@ -1,0 +1,49 @@
+"""Blobs as a repository sees them: visible only once linked to that repository."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocicore.cas import ContentStore
+from ocicore.digest import Digest
+from ocicore.errors import ErrorCode, OCIError
+from origin.metadata.store import MetadataStore
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: Digest
+    size: int
+    path: Path
+
+
+class BlobService:
+    def __init__(self, store: ContentStore, meta: MetadataStore) -> None:
+        self.store = store
+        self.meta = meta
+
+    async def unknown(self, name: str, code: ErrorCode, detail: str) -> OCIError:
+        """The error for something missing: NAME_UNKNOWN when the repository itself is."""
+        if not await self.meta.repository_exists(name):
+            return OCIError(ErrorCode.NAME_UNKNOWN, name)
+        return OCIError(code, detail)
+
+    async def stat(self, name: str, digest: Digest) -> BlobInfo:
+        size = await self.meta.blob_size(name, str(digest))
+        if size is None or self.store.size(digest) is None:
+            raise await self.unknown(name, ErrorCode.BLOB_UNKNOWN, str(digest))
+        return BlobInfo(digest, size, self.store.blob_path(digest))
+
+    async def delete(self, name: str, digest: Digest) -> None:
+        """Unlink the blob from the repository; its bytes go when garbage collection runs."""
+        if not await self.meta.unlink_blob(name, str(digest)):
+            raise await self.unknown(name, ErrorCode.BLOB_UNKNOWN, str(digest))
+
+    async def mount(self, name: str, digest: Digest, source: str) -> bool:
+        """Link a blob that ``source`` already holds into ``name``; false if it can't."""
+        size = await self.meta.blob_size(source, str(digest))
+        if size is None or self.store.size(digest) is None:
+            return False
+        await self.meta.link_blob(name, str(digest), size)
+        return True

@@ -1,0 +1,70 @@
+"""Manifests: validated, checked against what the repository holds, stored with their tags."""
+
+from __future__ import annotations
+
+from ocicore.digest import Digest
+from ocicore.errors import ErrorCode, OCIError
+from ocicore.manifest import Descriptor, Manifest, parse_manifest
+from ocicore.names import is_tag
+from origin.metadata.store import MetadataStore, MissingReferences, StoredManifest
+from origin.registry.blobs import BlobService
+
+
+def parse_reference(reference: str) -> Digest | str:
+    """A manifest reference is a digest or a tag; anything else is refused."""
+    if Digest.is_digest(reference):
+        return Digest.parse(reference)
+    if not is_tag(reference):
+        raise OCIError(ErrorCode.MANIFEST_INVALID, f"invalid tag {reference[:140]!r}")
+    return reference
+
+
+class ManifestService:
+    def __init__(self, meta: MetadataStore, blobs: BlobService) -> None:
+        self.meta = meta
+        self.blobs = blobs
+
+    async def get(self, name: str, reference: Digest | str) -> StoredManifest:
+        by_digest = isinstance(reference, Digest)
+        found = await self.meta.resolve(name, str(reference), by_digest)
+        if found is None:
+            raise await self.blobs.unknown(name, ErrorCode.MANIFEST_UNKNOWN, str(reference))
+        return found
+
+    async def put(
+        self, name: str, reference: Digest | str, payload: bytes, content_type: str | None
+    ) -> Manifest:
+        algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
+        manifest = parse_manifest(payload, content_type, algorithm)
+        if isinstance(reference, Digest) and manifest.digest != reference:
+            raise OCIError(
+                ErrorCode.DIGEST_INVALID,
+                f"manifest digest is {manifest.digest}, pushed as {reference}",
+            )
+        tag = reference if isinstance(reference, str) else None
+        try:
+            await self.meta.put_manifest(name, manifest, tag)
+        except MissingReferences as missing:
+            if missing.blobs:
+                raise OCIError(
+                    ErrorCode.MANIFEST_BLOB_UNKNOWN, {"blobs": list(missing.blobs)}
+                ) from None
+            raise OCIError(
+                ErrorCode.MANIFEST_UNKNOWN, {"manifests": list(missing.manifests)}, status=400
+            ) from None
+        return manifest
+
+    async def delete(self, name: str, reference: Digest | str) -> None:
+        if isinstance(reference, Digest):
+            deleted = await self.meta.delete_manifest(name, str(reference))
+        else:
+            deleted = await self.meta.delete_tag(name, reference)
+        if not deleted:
+            raise await self.blobs.unknown(name, ErrorCode.MANIFEST_UNKNOWN, str(reference))
+
+    async def referrers(
+        self, name: str, subject: Digest, artifact_type: str | None
+    ) -> list[Descriptor]:
+        if not await self.meta.repository_exists(name):
+            raise OCIError(ErrorCode.NAME_UNKNOWN, name)
+        return await self.meta.referrers(name, str(subject), artifact_type)

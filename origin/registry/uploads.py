@@ -1,0 +1,179 @@
+"""Upload sessions: chunks appended in order, verified and committed by digest.
+
+The session's committed offset lives in the database and its bytes in the content store, so a
+session survives a restart of the origin (or lands on another origin process). Each process
+keeps the running hash of the sessions it served last, so a finishing ``PUT`` does not read the
+upload again; when it lacks one (after a restart, or for a sha512 digest) it hashes the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+
+from prometheus_client import Gauge
+
+from ocicore.cas import ContentStore, TooLarge
+from ocicore.digest import Digest, Hasher
+from ocicore.errors import ErrorCode, OCIError
+from origin.metadata.store import MetadataStore, Upload
+
+_HASHERS_KEPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRange:
+    """An inclusive byte range from ``Content-Range``."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+async def _empty() -> AsyncIterable[bytes]:
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+class UploadService:
+    def __init__(
+        self, store: ContentStore, meta: MetadataStore, max_blob_bytes: int, in_progress: Gauge
+    ) -> None:
+        self.store = store
+        self.meta = meta
+        self.max_blob_bytes = max_blob_bytes
+        self.in_progress = in_progress
+        self._hashers: OrderedDict[str, tuple[int, Hasher]] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def start(self, name: str) -> str:
+        upload_id = str(uuid.uuid4())
+        self.store.create_upload(upload_id)
+        await self.meta.create_upload(upload_id, name)
+        self.in_progress.inc()
+        return upload_id
+
+    async def get(self, name: str, upload_id: str) -> Upload:
+        self.store.upload_path(upload_id)  # validates the id's shape
+        upload = await self.meta.get_upload(upload_id)
+        if upload is None or upload.repository != name:
+            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, upload_id)
+        return upload
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(upload_id, asyncio.Lock())
+
+    async def _append(
+        self, upload: Upload, body: AsyncIterable[bytes], chunk: ChunkRange | None
+    ) -> int:
+        """Write ``body`` at the session's offset and record the new offset; return bytes."""
+        if chunk is not None and chunk.start != upload.offset:
+            raise OCIError(
+                ErrorCode.RANGE_INVALID,
+                f"chunk starts at {chunk.start}, upload is at {upload.offset}",
+            )
+        kept = self._hashers.pop(upload.id, None)
+        hasher: Hasher | None = None
+        if kept is not None and kept[0] == upload.offset:
+            hasher = kept[1]
+        elif upload.offset == 0:
+            hasher = hashlib.sha256()
+        try:
+            written = await self.store.write(
+                upload.id,
+                upload.offset,
+                body,
+                hasher,
+                limit=self.max_blob_bytes - upload.offset,
+            )
+        except TooLarge:
+            raise OCIError(
+                ErrorCode.SIZE_INVALID, f"blob exceeds {self.max_blob_bytes} bytes", status=413
+            ) from None
+        if chunk is not None and written != chunk.length:
+            raise OCIError(
+                ErrorCode.SIZE_INVALID,
+                f"Content-Range announced {chunk.length} bytes, body had {written}",
+            )
+        new_offset = upload.offset + written
+        if not await self.meta.advance_upload(upload.id, upload.offset, new_offset):
+            raise OCIError(ErrorCode.RANGE_INVALID, "upload was advanced concurrently")
+        if hasher is not None:
+            self._hashers[upload.id] = (new_offset, hasher)
+            while len(self._hashers) > _HASHERS_KEPT:
+                self._hashers.popitem(last=False)
+        return new_offset
+
+    async def append(
+        self, name: str, upload_id: str, body: AsyncIterable[bytes], chunk: ChunkRange | None
+    ) -> int:
+        async with self._lock(upload_id):
+            upload = await self.get(name, upload_id)
+            return await self._append(upload, body, chunk)
+
+    async def finish(
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        body: AsyncIterable[bytes],
+        chunk: ChunkRange | None,
+    ) -> int:
+        """Append the last chunk (if any), verify, make the blob visible; return its size."""
+        async with self._lock(upload_id):
+            upload = await self.get(name, upload_id)
+            offset = await self._append(upload, body, chunk)
+            kept = self._hashers.get(upload_id)
+            hexdigest = None
+            if kept is not None and kept[0] == offset and digest.algorithm == "sha256":
+                hexdigest = kept[1].hexdigest()
+            try:
+                size = await self.store.commit(upload_id, digest, hexdigest)
+            except FileNotFoundError:
+                # Committed before a crash that came ahead of the acknowledgement: start over.
+                await self._forget(upload_id)
+                raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, upload_id) from None
+            await self.meta.link_blob(name, str(digest), size)
+            await self._forget(upload_id)
+            return size
+
+    async def monolithic(self, name: str, digest: Digest, body: AsyncIterable[bytes]) -> int:
+        """A whole blob in one request (``POST ?digest=``): no session is recorded."""
+        upload_id = str(uuid.uuid4())
+        self.store.create_upload(upload_id)
+        try:
+            hasher = digest.hasher()
+            try:
+                await self.store.write(upload_id, 0, body, hasher, limit=self.max_blob_bytes)
+            except TooLarge:
+                raise OCIError(
+                    ErrorCode.SIZE_INVALID, f"blob exceeds {self.max_blob_bytes} bytes", status=413
+                ) from None
+            size = await self.store.commit(upload_id, digest, hasher.hexdigest())
+        finally:
+            self.store.discard_upload(upload_id)
+        await self.meta.link_blob(name, str(digest), size)
+        return size
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        async with self._lock(upload_id):
+            await self.get(name, upload_id)
+            await self._forget(upload_id)
+
+    async def _forget(self, upload_id: str) -> None:
+        if await self.meta.delete_upload(upload_id):
+            self.in_progress.dec()
+        self.store.discard_upload(upload_id)
+        self._hashers.pop(upload_id, None)
+        self._locks.pop(upload_id, None)
+
+    @staticmethod
+    def nothing() -> AsyncIterable[bytes]:
+        return _empty()

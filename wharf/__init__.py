@@ -1,0 +1,1 @@
+"""The ``wharf`` command: one entry point for every Wharf process."""
