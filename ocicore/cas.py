@@ -118,13 +118,12 @@ class ContentStore:
         """Write ``body`` at ``offset`` (dropping anything past it), fsync; return bytes written.
 
         ``hasher``, if given, is fed every byte written. Raises :class:`TooLarge` once more than
-        ``limit`` bytes arrive. On any failure the file may hold bytes past ``offset``: the next
-        write truncates them, and the caller never records them as received.
+        ``limit`` bytes arrive. On any failure the file is cut back to ``offset``.
         """
         path = self.upload_path(upload_id)
-        f = await asyncio.to_thread(path.open, "r+b")
+        f = path.open("r+b")  # not in a thread: a cancellation must not orphan the handle
         try:
-            await asyncio.to_thread(f.truncate, offset)
+            f.truncate(offset)
             f.seek(offset)
             written = 0
             pending: list[bytes] = []
@@ -141,9 +140,14 @@ class ContentStore:
             if pending:
                 await asyncio.to_thread(_write_batch, f, b"".join(pending), hasher)
             await asyncio.to_thread(_flush, f)
+        except BaseException:
+            # Synchronous on purpose: this must also run when the task is being cancelled.
+            f.truncate(offset)  # nothing of a failed write remains
+            raise
+        else:
             return written
         finally:
-            await asyncio.to_thread(f.close)
+            f.close()
 
     async def commit(self, upload_id: str, digest: Digest, hexdigest: str | None) -> int:
         """Verify the upload against ``digest`` and move it into place; return its size.

@@ -12,9 +12,9 @@ from aiohttp.typedefs import Handler
 
 from ocicore.errors import OCIError
 
-REQUEST_ID = "wharf.request_id"
-BYTES_IN = "wharf.bytes_in"
-STARTED = "wharf.started"
+REQUEST_ID = web.RequestKey("request_id", str)
+BYTES_IN = web.RequestKey("bytes_in", int)
+STARTED = web.RequestKey("started", float)
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _log = structlog.get_logger("wharf.http")
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}

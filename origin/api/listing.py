@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from ocicore.errors import ErrorCode, OCIError
@@ -33,12 +35,5 @@ async def referrers(request: web.Request) -> web.Response:
     artifact_type = request.query.get("artifactType")
     found = await request.app[MANIFESTS].referrers(name, subject, artifact_type)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type is not None else {}
-    return web.json_response(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [d.to_json() for d in found],
-        },
-        content_type=OCI_INDEX,
-        headers=headers,
-    )
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [d.to_json() for d in found]}
+    return web.Response(body=json.dumps(index).encode(), content_type=OCI_INDEX, headers=headers)

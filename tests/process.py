@@ -1,0 +1,88 @@
+"""Run ``wharf`` as a real child process, to restart it or kill it with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+WHARF = [sys.executable, "-m", "wharf.cli"]
+
+
+class OriginProcess:
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.data_dir = data_dir
+        self.log = log
+        self.url = ""
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout: float = 30.0) -> str:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            start = log.tell()
+            self._proc = await asyncio.create_subprocess_exec(
+                *WHARF,
+                "origin",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(self.data_dir),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            self.url = self._listening(start)
+            if self.url:
+                await self._wait_ready(deadline)
+                return self.url
+            if self._proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"origin did not start:\n{self.log.read_text()[-4000:]}")
+
+    def _listening(self, start: int) -> str:
+        with self.log.open("rb") as f:
+            f.seek(start)
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "listening":
+                    return str(event["url"])
+        return ""
+
+    async def _wait_ready(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as session:
+            while loop.time() < deadline:
+                try:
+                    async with session.get(f"{self.url}/readyz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError("origin never became ready")
+
+    async def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush, exactly like a crash."""
+        assert self._proc is not None
+        os.killpg(self._proc.pid, signal.SIGKILL)
+        await self._proc.wait()
+
+    async def stop(self) -> int:
+        assert self._proc is not None
+        if self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self._proc.wait(), 30)
+        return self._proc.returncode or 0

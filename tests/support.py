@@ -1,0 +1,148 @@
+"""What the tests share: building images in memory, pushing them, snapshotting the store."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientResponse, ClientSession
+from aiohttp.test_utils import TestClient
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+Client = TestClient[Any, Any]
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def descriptor(media_type: str, data: bytes) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
+
+
+@dataclass(frozen=True)
+class Image:
+    config: bytes
+    layers: tuple[bytes, ...]
+    manifest: bytes
+
+    @property
+    def digest(self) -> str:
+        return sha256(self.manifest)
+
+    @property
+    def blobs(self) -> tuple[bytes, ...]:
+        return (self.config, *self.layers)
+
+
+def make_image(seed: str, layers: int = 2, extra: dict[str, Any] | None = None) -> Image:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
+    blobs = tuple(os.urandom(1024 + i) + seed.encode() for i in range(layers))
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": [descriptor(OCI_LAYER, b) for b in blobs],
+        **(extra or {}),
+    }
+    return Image(config, blobs, json.dumps(doc).encode())
+
+
+def index_of(*images: Image) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [descriptor(OCI_MANIFEST, i.manifest) for i in images],
+        }
+    ).encode()
+
+
+async def push_blob(client: Client | ClientSession, name: str, data: bytes) -> str:
+    digest = sha256(data)
+    async with client.post(f"/v2/{name}/blobs/uploads/?digest={digest}", data=data) as r:
+        assert r.status == 201, await r.text()
+    return digest
+
+
+async def push_manifest(
+    client: Client | ClientSession,
+    name: str,
+    reference: str,
+    body: bytes,
+    media_type: str = OCI_MANIFEST,
+) -> ClientResponse:
+    async with client.put(
+        f"/v2/{name}/manifests/{reference}", data=body, headers={"Content-Type": media_type}
+    ) as r:
+        assert r.status == 201, await r.text()
+        return r
+
+
+async def push_image(client: Client | ClientSession, name: str, tag: str, image: Image) -> None:
+    for blob in image.blobs:
+        await push_blob(client, name, blob)
+    await push_manifest(client, name, tag, image.manifest)
+
+
+async def error_code(response: ClientResponse) -> str:
+    body = await response.json(content_type=None)
+    codes = [e["code"] for e in body["errors"]]
+    assert len(codes) == 1, body
+    return str(codes[0])
+
+
+def snapshot(data_dir: Path) -> dict[str, Any]:
+    """Everything the origin has stored: files with their sizes, and every table's rows."""
+    files = {
+        str(p.relative_to(data_dir)): p.stat().st_size
+        for p in sorted(data_dir.rglob("*"))
+        if p.is_file() and not p.name.startswith("metadata.db")
+    }
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    with sqlite3.connect(data_dir / "metadata.db") as db:
+        names = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+        for table in names:
+            tables[table] = sorted(db.execute(f"select * from {table}"), key=repr)
+    return {"files": files, "tables": tables}
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def code(self) -> str:
+        return str(json.loads(self.body)["errors"][0]["code"])
+
+
+async def raw_request(port: int, request: bytes, close_after: bool = False) -> RawResponse:
+    """Send bytes exactly as given (no client normalises them) and read one response."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        if close_after:
+            writer.write_eof()
+        status_line = await reader.readline()
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            key, _, value = line.decode().partition(":")
+            headers[key.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        body = await reader.readexactly(length) if length else b""
+        return RawResponse(status, headers, body)
+    finally:
+        writer.close()
