@@ -11,10 +11,9 @@ from pathlib import Path
 
 import structlog
 import uvloop
-from aiohttp import web
 
-from ocicore.web.accesslog import AccessLogger
 from ocicore.web.logs import configure_logging
+from ocicore.web.serve import serve
 from origin.app import create_app
 from origin.config import OriginConfig
 
@@ -39,14 +38,8 @@ def serve_origin(config: OriginConfig) -> None:
     sock = socket.create_server((config.host, config.port), backlog=1024)
     host, port = sock.getsockname()[:2]
     structlog.get_logger("wharf").info("listening", component="origin", url=f"http://{host}:{port}")
-    web.run_app(
-        create_app(config),
-        sock=sock,
-        access_log_class=AccessLogger,
-        shutdown_timeout=config.shutdown_timeout_seconds,
-        print=None,
-        loop=uvloop.new_event_loop(),
-    )
+    app = create_app(config)
+    uvloop.run(serve(app, sock, config.shutdown_timeout_seconds))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

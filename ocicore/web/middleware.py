@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ocicore.errors import OCIError
+from ocicore.web.inflight import IN_FLIGHT
 
 REQUEST_ID = web.RequestKey("request_id", str)
 BYTES_IN = web.RequestKey("bytes_in", int)
@@ -31,13 +32,32 @@ def error_response(request: web.Request, error: OCIError) -> web.Response:
 
 @web.middleware
 async def oci_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give each request an id (the client's ``X-Request-Id`` if sane) and render OCI errors."""
+    """Give each request an id (the client's ``X-Request-Id`` if sane) and render OCI errors.
+
+    The request counts as in flight (see ``ocicore.web.serve``) until its handler returns,
+    that is until its body has been read; aiohttp's own shutdown then waits for responses
+    that are still being sent.
+    """
     offered = request.headers.get("X-Request-Id", "")
     request_id = offered if _CLIENT_ID.match(offered) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     request[STARTED] = time.perf_counter()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    in_flight = request.app.get(IN_FLIGHT)
+    if in_flight is not None:
+        in_flight.enter()
+    try:
+        response = await _respond(request, handler, request_id)
+        if request.path.startswith("/v2"):
+            response.headers.update(API_VERSION)
+        return response
+    finally:
+        if in_flight is not None:
+            in_flight.leave()
+
+
+async def _respond(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     try:
         response = await handler(request)
     except OCIError as exc:
@@ -51,6 +71,4 @@ async def oci_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}, status=500
         )
     response.headers["X-Request-Id"] = request_id
-    if request.path.startswith("/v2"):
-        response.headers.update(API_VERSION)
     return response

@@ -1,0 +1,46 @@
+"""Serving an app until SIGTERM, then draining: requests in flight finish, bodies included.
+
+aiohttp's own graceful shutdown stops reading from connections as soon as it begins, so an
+upload whose body is still arriving would hang until the shutdown timeout and then fail. Here
+the listening socket closes first, readiness turns 503, and the process waits for every
+handler in flight to return (its request body read) before aiohttp's cleanup runs, which in
+turn waits for the responses still being sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+
+from aiohttp import web
+
+from ocicore.web.accesslog import AccessLogger
+from ocicore.web.health import READINESS
+from ocicore.web.inflight import IN_FLIGHT, InFlight
+
+
+async def serve(app: web.Application, sock: socket.socket, shutdown_timeout: float) -> None:
+    """Serve on ``sock`` until SIGTERM or SIGINT, then drain within ``shutdown_timeout``."""
+    in_flight = app.setdefault(IN_FLIGHT, InFlight())
+    runner = web.AppRunner(
+        app, access_log_class=AccessLogger, handle_signals=False, shutdown_timeout=shutdown_timeout
+    )
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        if READINESS in app:
+            app[READINESS].draining = True
+        await site.stop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(shutdown_timeout):
+                await in_flight.wait_idle()
+    finally:
+        await runner.cleanup()
