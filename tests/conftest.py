@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp.pytest_plugin import AiohttpClient
+from aiohttp.test_utils import TestServer
 
+from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app
 from origin.config import OriginConfig
 from tests.support import Client
@@ -18,4 +20,7 @@ def origin_config(tmp_path: Path) -> OriginConfig:
 @pytest.fixture
 async def origin(aiohttp_client: AiohttpClient, origin_config: OriginConfig) -> Client:
     """A live origin on a loopback port, and a client for it."""
-    return await aiohttp_client(create_app(origin_config))
+    server = TestServer(create_app(origin_config))
+    # Our access logger, as in production: it also records the HTTP metrics.
+    await server.start_server(access_log_class=AccessLogger)
+    return await aiohttp_client(server)

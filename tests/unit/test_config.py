@@ -1,0 +1,45 @@
+"""Settings come from defaults, a TOML file, WHARF_ORIGIN_* variables and flags, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from origin.config import OriginConfig
+
+
+def test_layers_override_in_order(tmp_path: Path) -> None:
+    file = tmp_path / "wharf.toml"
+    file.write_text(
+        '[origin]\nlisten = "127.0.0.1:6000"\nlog_level = "debug"\nmax_manifest_bytes = 1024\n'
+    )
+    config = OriginConfig.load(
+        file=file,
+        env={"WHARF_ORIGIN_LISTEN": "127.0.0.1:7000", "WHARF_ORIGIN_DATA_DIR": "/srv/wharf"},
+        overrides={"listen": "0.0.0.0:8000", "data_dir": None},
+    )
+    assert config.listen == "0.0.0.0:8000"
+    assert config.data_dir == Path("/srv/wharf")
+    assert config.log_level == "debug"
+    assert config.max_manifest_bytes == 1024
+    assert config.port == 8000
+
+
+def test_sqlite_in_the_data_dir_by_default() -> None:
+    config = OriginConfig(data_dir=Path("/d"))
+    assert config.effective_database_url == "sqlite+aiosqlite:////d/metadata.db"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WHARF_ORIGIN_LISTEN": "nope"}, "HOST:PORT"),
+        ({"WHARF_ORIGIN_LOG_LEVEL": "loud"}, "log_level"),
+        ({"WHARF_ORIGIN_MAX_BLOB_BYTES": "0"}, "positive"),
+        ({"WHARF_ORIGIN_COLOUR": "blue"}, "unknown origin settings: colour"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_reason(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        OriginConfig.load(env=env)
