@@ -35,7 +35,6 @@ class OriginConfig:
     max_blob_bytes: int = 64 * 1024 * MiB
     upload_ttl_seconds: int = 7 * 24 * 3600
     shutdown_timeout_seconds: float = 30.0
-    manifest_cache_entries: int = 4096
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from aiohttp.test_utils import TestServer
 from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app
 from origin.config import OriginConfig
+from tests.process import OriginProcess
 from tests.support import Client
 
 
@@ -24,3 +26,12 @@ async def origin(aiohttp_client: AiohttpClient, origin_config: OriginConfig) -> 
     # Our access logger, as in production: it also records the HTTP metrics.
     await server.start_server(access_log_class=AccessLogger)
     return await aiohttp_client(server)
+
+
+@pytest.fixture
+async def origin_process(tmp_path: Path) -> AsyncIterator[OriginProcess]:
+    """The origin as a real child process (``wharf origin serve``) on a loopback port."""
+    process = OriginProcess(tmp_path / "data", tmp_path / "origin.log")
+    await process.start()
+    yield process
+    await process.stop()

@@ -64,9 +64,8 @@ async def test_readiness_fails_when_storage_is_gone(origin: Client, tmp_path: Pa
 
 
 @pytest.mark.fault
-async def test_one_json_log_line_per_request_with_its_id(tmp_path: Path) -> None:
-    proc = OriginProcess(tmp_path / "data", tmp_path / "origin.log")
-    await proc.start()
+async def test_one_json_log_line_per_request_with_its_id(origin_process: OriginProcess) -> None:
+    proc = origin_process
     try:
         async with aiohttp.ClientSession(base_url=proc.url) as http:
             await push_image(http, "logged/app", "v1", make_image("log"))
