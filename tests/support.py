@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
+import io
 import json
 import os
 import sqlite3
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,3 +149,64 @@ async def raw_request(port: int, request: bytes, close_after: bool = False) -> R
         return RawResponse(status, headers, body)
     finally:
         writer.close()
+
+
+def _tar_layer(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """A gzipped tar of ``files``, and the digest of the uncompressed tar (its diff_id)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, content in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            info.mtime = 0
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(raw.getvalue(), mtime=0), sha256(raw.getvalue())
+
+
+def write_oci_layout(folder: Path, tag: str, layer_files: list[dict[str, bytes]]) -> str:
+    """An OCI image layout holding one image tagged ``tag``; returns its manifest digest."""
+    blobs_dir = folder / "blobs" / "sha256"
+    blobs_dir.mkdir(parents=True, exist_ok=True)
+
+    def put(data: bytes) -> str:
+        digest = sha256(data)
+        (blobs_dir / digest.removeprefix("sha256:")).write_bytes(data)
+        return digest
+
+    layers, diff_ids = [], []
+    for files in layer_files:
+        blob, diff_id = _tar_layer(files)
+        put(blob)
+        layers.append(descriptor(OCI_LAYER, blob))
+        diff_ids.append(diff_id)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/true"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+    ).encode()
+    put(config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": layers,
+        }
+    ).encode()
+    digest = put(manifest)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                **descriptor(OCI_MANIFEST, manifest),
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }
+        ],
+    }
+    (folder / "index.json").write_text(json.dumps(index))
+    (folder / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return digest

@@ -1,0 +1,187 @@
+"""Clients and registries we did not write: skopeo, podman and CNCF Distribution."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.process import OriginProcess
+from tests.support import write_oci_layout
+
+pytestmark = pytest.mark.interop
+
+
+async def run(*argv: str, env: dict[str, str] | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, f"{argv} failed:\n{out.decode()}"
+    return out.decode()
+
+
+def layers() -> list[dict[str, bytes]]:
+    return [
+        {"etc/wharf/random.bin": os.urandom(2 << 20)},
+        {"usr/share/doc/readme.txt": b"three layers\n" * 100},
+        {"opt/app/data.json": json.dumps({"n": list(range(1000))}).encode()},
+    ]
+
+
+def layout_digest(folder: Path) -> str:
+    return str(json.loads((folder / "index.json").read_text())["manifests"][0]["digest"])
+
+
+async def skopeo_copy(src: str, dst: str) -> None:
+    await run(
+        "skopeo",
+        "copy",
+        "--insecure-policy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        src,
+        dst,
+    )
+
+
+async def test_skopeo_copies_a_multi_layer_image_in_and_out(
+    origin_process: OriginProcess, tmp_path: Path
+) -> None:
+    host = origin_process.url.removeprefix("http://")
+    digest = write_oci_layout(tmp_path / "in", "v1", layers())
+    await skopeo_copy(f"oci:{tmp_path / 'in'}:v1", f"docker://{host}/team/app:v1")
+    await skopeo_copy(f"docker://{host}/team/app:v1", f"oci:{tmp_path / 'out'}:v1")
+    assert layout_digest(tmp_path / "out") == digest
+    for blob in (tmp_path / "in" / "blobs" / "sha256").iterdir():
+        assert (tmp_path / "out" / "blobs" / "sha256" / blob.name).read_bytes() == blob.read_bytes()
+    inspected = json.loads(
+        await run("skopeo", "inspect", "--tls-verify=false", f"docker://{host}/team/app:v1")
+    )
+    assert inspected["Digest"] == digest
+    assert len(inspected["Layers"]) == 3
+
+
+PODMAN_STORAGE = (
+    "--storage-driver",
+    "vfs",
+    "--events-backend",
+    "file",
+    "--cgroup-manager",
+    "cgroupfs",
+)
+
+
+def podman(storage: Path, *argv: str) -> list[str]:
+    return [
+        "podman",
+        "--root",
+        str(storage / "root"),
+        "--runroot",
+        str(storage / "run"),
+        "--tmpdir",
+        str(storage / "tmp"),
+        *PODMAN_STORAGE,
+        *argv,
+    ]
+
+
+@pytest.fixture
+def podman_storage() -> Iterator[Path]:
+    """Podman's storage, all of it in a temporary folder (its runroot must be short)."""
+    folder = Path(tempfile.mkdtemp(prefix="wharf-podman-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_podman_pulls_and_pushes(
+    origin_process: OriginProcess, podman_storage: Path, tmp_path: Path
+) -> None:
+    host = origin_process.url.removeprefix("http://")
+    digest = write_oci_layout(tmp_path / "in", "v1", layers())
+    await skopeo_copy(f"oci:{tmp_path / 'in'}:v1", f"docker://{host}/team/app:v1")
+    storage = podman_storage
+    await run(*podman(storage, "pull", "--tls-verify=false", f"{host}/team/app:v1"))
+    pulled = await run(
+        *podman(storage, "image", "inspect", "--format", "{{.Digest}}", f"{host}/team/app:v1")
+    )
+    assert pulled.strip() == digest
+    await run(*podman(storage, "tag", f"{host}/team/app:v1", f"{host}/team/copy:v2"))
+    await run(*podman(storage, "push", "--tls-verify=false", f"{host}/team/copy:v2"))
+    async with (
+        aiohttp.ClientSession(base_url=origin_process.url) as http,
+        http.get("/v2/team/copy/tags/list") as r,
+    ):
+        assert (await r.json())["tags"] == ["v2"]
+    config = json.loads(
+        await run(
+            "skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{host}/team/copy:v2"
+        )
+    )
+    assert len(config["rootfs"]["diff_ids"]) == 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def distribution(tmp_path: Path) -> AsyncIterator[str]:
+    """CNCF Distribution (Debian's docker-registry) on a loopback port."""
+    port = free_port()
+    config = tmp_path / "distribution.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {tmp_path / 'distribution'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    binary = shutil.which("docker-registry")
+    assert binary, "docker-registry is installed by `make test`"
+    proc = await asyncio.create_subprocess_exec(
+        binary,
+        "serve",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(f"{url}/v2/") as r:
+                    if r.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+    yield url.removeprefix("http://")
+    proc.terminate()
+    await proc.wait()
+
+
+async def test_images_move_between_wharf_and_distribution_unchanged(
+    origin_process: OriginProcess, distribution: str, tmp_path: Path
+) -> None:
+    host = origin_process.url.removeprefix("http://")
+    digest = write_oci_layout(tmp_path / "in", "v1", layers())
+    await skopeo_copy(f"oci:{tmp_path / 'in'}:v1", f"docker://{distribution}/peer/app:v1")
+    await skopeo_copy(f"docker://{distribution}/peer/app:v1", f"docker://{host}/peer/app:v1")
+    await skopeo_copy(f"docker://{host}/peer/app:v1", f"docker://{distribution}/peer/back:v1")
+    for registry, name in ((host, "peer/app"), (distribution, "peer/back")):
+        inspected = json.loads(
+            await run("skopeo", "inspect", "--tls-verify=false", f"docker://{registry}/{name}:v1")
+        )
+        assert inspected["Digest"] == digest
