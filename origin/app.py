@@ -17,6 +17,7 @@ from origin.keys import BLOBS, CONFIG, MANIFESTS, META, UPLOADS
 from origin.metadata.db import create_engine, migrate
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
+from origin.registry.cache import ReadCache
 from origin.registry.manifests import ManifestService
 from origin.registry.uploads import UploadService
 
@@ -36,11 +37,13 @@ def create_app(config: OriginConfig) -> web.Application:
         engine = create_engine(config.effective_database_url)
         await migrate(engine)
         meta = MetadataStore(engine)
-        blobs = BlobService(store, meta)
+        blobs = BlobService(store, meta, ReadCache(config.cache_entries, config.cache_ttl_seconds))
         app[META] = meta
         app[BLOBS] = blobs
         app[UPLOADS] = UploadService(store, meta, config.max_blob_bytes, in_progress)
-        app[MANIFESTS] = ManifestService(meta, blobs)
+        app[MANIFESTS] = ManifestService(
+            meta, blobs, ReadCache(config.cache_entries, config.cache_ttl_seconds)
+        )
         in_progress.set(await meta.count_uploads())
         yield
         await engine.dispose()

@@ -35,12 +35,20 @@ class OriginConfig:
     max_blob_bytes: int = 64 * 1024 * MiB
     upload_ttl_seconds: int = 7 * 24 * 3600
     shutdown_timeout_seconds: float = 30.0
+    cache_entries: int = 10_000
+    cache_ttl_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(f"log_level must be debug, info, warning or error: {self.log_level}")
-        for name in ("max_manifest_bytes", "max_blob_bytes", "upload_ttl_seconds"):
+        for name in (
+            "max_manifest_bytes",
+            "max_blob_bytes",
+            "upload_ttl_seconds",
+            "cache_entries",
+            "cache_ttl_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import uuid
+from collections.abc import Iterator
 
 import structlog
 from aiohttp import web
@@ -18,6 +20,15 @@ BYTES_IN = web.RequestKey("bytes_in", int)
 STARTED = web.RequestKey("started", float)
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _log = structlog.get_logger("wharf.http")
+
+
+def _request_ids() -> Iterator[str]:
+    """Unique ids, cheaply: a random per-process prefix and a counter."""
+    prefix = uuid.uuid4().hex[:16]
+    return (f"{prefix}{n:08x}" for n in itertools.count())
+
+
+_ids = _request_ids()
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
@@ -39,7 +50,7 @@ async def oci_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     that are still being sent.
     """
     offered = request.headers.get("X-Request-Id", "")
-    request_id = offered if _CLIENT_ID.match(offered) else uuid.uuid4().hex
+    request_id = offered if _CLIENT_ID.match(offered) else next(_ids)
     request[REQUEST_ID] = request_id
     request[STARTED] = time.perf_counter()
     structlog.contextvars.clear_contextvars()

@@ -12,14 +12,17 @@ async def get(request: web.Request) -> web.StreamResponse:
     name = repo(request)
     digest = digest_param(request.match_info["digest"])
     info = await request.app[BLOBS].stat(name, digest)
-    return web.FileResponse(
-        info.path,
-        headers={
-            "Docker-Content-Digest": str(digest),
-            "Content-Type": "application/octet-stream",
-            "Cache-Control": "max-age=31536000, immutable",
-        },
-    )
+    headers = {
+        "Docker-Content-Digest": str(digest),
+        "Content-Type": "application/octet-stream",
+        "Cache-Control": "max-age=31536000, immutable",
+    }
+    if request.method == "HEAD":
+        # No need to open the file (FileResponse would, in a thread) to say how big it is.
+        headers["Accept-Ranges"] = "bytes"
+        headers["Content-Length"] = str(info.size)
+        return web.Response(headers=headers)
+    return web.FileResponse(info.path, headers=headers)
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from ocicore.cas import ContentStore
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
 from origin.metadata.store import MetadataStore
+from origin.registry.cache import ReadCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +20,10 @@ class BlobInfo:
 
 
 class BlobService:
-    def __init__(self, store: ContentStore, meta: MetadataStore) -> None:
+    def __init__(self, store: ContentStore, meta: MetadataStore, sizes: ReadCache[int]) -> None:
         self.store = store
         self.meta = meta
+        self.sizes = sizes
 
     async def unknown(self, name: str, code: ErrorCode, detail: str) -> OCIError:
         """The error for something missing: NAME_UNKNOWN when the repository itself is."""
@@ -30,14 +32,18 @@ class BlobService:
         return OCIError(code, detail)
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
-        size = await self.meta.blob_size(name, str(digest))
+        size = await self.sizes.get(
+            (name, str(digest)), lambda: self.meta.blob_size(name, str(digest))
+        )
         if size is None or self.store.size(digest) is None:
             raise await self.unknown(name, ErrorCode.BLOB_UNKNOWN, str(digest))
         return BlobInfo(digest, size, self.store.blob_path(digest))
 
     async def delete(self, name: str, digest: Digest) -> None:
         """Unlink the blob from the repository; its bytes go when garbage collection runs."""
-        if not await self.meta.unlink_blob(name, str(digest)):
+        unlinked = await self.meta.unlink_blob(name, str(digest))
+        self.sizes.drop((name, str(digest)))
+        if not unlinked:
             raise await self.unknown(name, ErrorCode.BLOB_UNKNOWN, str(digest))
 
     async def mount(self, name: str, digest: Digest, source: str) -> bool:

@@ -8,6 +8,7 @@ from ocicore.manifest import Descriptor, Manifest, parse_manifest
 from ocicore.names import is_tag
 from origin.metadata.store import MetadataStore, MissingReferences, StoredManifest
 from origin.registry.blobs import BlobService
+from origin.registry.cache import ReadCache
 
 
 def parse_reference(reference: str) -> Digest | str:
@@ -20,13 +21,18 @@ def parse_reference(reference: str) -> Digest | str:
 
 
 class ManifestService:
-    def __init__(self, meta: MetadataStore, blobs: BlobService) -> None:
+    def __init__(
+        self, meta: MetadataStore, blobs: BlobService, cache: ReadCache[StoredManifest]
+    ) -> None:
         self.meta = meta
         self.blobs = blobs
+        self.cache = cache
 
     async def get(self, name: str, reference: Digest | str) -> StoredManifest:
         by_digest = isinstance(reference, Digest)
-        found = await self.meta.resolve(name, str(reference), by_digest)
+        found = await self.cache.get(
+            (name, str(reference)), lambda: self.meta.resolve(name, str(reference), by_digest)
+        )
         if found is None:
             raise await self.blobs.unknown(name, ErrorCode.MANIFEST_UNKNOWN, str(reference))
         return found
@@ -44,6 +50,8 @@ class ManifestService:
         tag = reference if isinstance(reference, str) else None
         try:
             await self.meta.put_manifest(name, manifest, tag)
+            if tag is not None:
+                self.cache.drop((name, tag))
         except MissingReferences as missing:
             if missing.blobs:
                 raise OCIError(
@@ -57,8 +65,11 @@ class ManifestService:
     async def delete(self, name: str, reference: Digest | str) -> None:
         if isinstance(reference, Digest):
             deleted = await self.meta.delete_manifest(name, str(reference))
+            digest = str(reference)
+            self.cache.invalidate(lambda key, value: key[0] == name and value.digest == digest)
         else:
             deleted = await self.meta.delete_tag(name, reference)
+            self.cache.drop((name, reference))
         if not deleted:
             raise await self.blobs.unknown(name, ErrorCode.MANIFEST_UNKNOWN, str(reference))
 
