@@ -67,6 +67,8 @@ async def test_blobs_are_visible_only_in_their_repository(origin: Client) -> Non
 
 async def test_delete_blob_unlinks_it(origin: Client) -> None:
     digest = await push_blob(origin, "r", b"to delete")
+    async with origin.head(f"/v2/r/blobs/{digest}") as r:  # now cached
+        assert r.status == 200
     async with origin.delete(f"/v2/r/blobs/{digest}") as r:
         assert r.status == 202
     async with origin.head(f"/v2/r/blobs/{digest}") as r:

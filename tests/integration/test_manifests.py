@@ -153,6 +153,9 @@ async def test_delete_tag_keeps_the_manifest(origin: Client) -> None:
     image = make_image("e")
     await push_image(origin, "r", "v1", image)
     await push_manifest(origin, "r", "v2", image.manifest)
+    for reference in ("v1", "v2", image.digest):  # now cached
+        async with origin.get(f"/v2/r/manifests/{reference}") as r:
+            assert r.status == 200
     async with origin.delete("/v2/r/manifests/v1") as r:
         assert r.status == 202
     async with origin.get("/v2/r/manifests/v1") as r:
@@ -167,6 +170,9 @@ async def test_delete_tag_keeps_the_manifest(origin: Client) -> None:
 async def test_delete_by_digest_removes_its_tags(origin: Client) -> None:
     image = make_image("f")
     await push_image(origin, "r", "v1", image)
+    for reference in ("v1", image.digest):  # now cached
+        async with origin.get(f"/v2/r/manifests/{reference}") as r:
+            assert r.status == 200
     async with origin.delete(f"/v2/r/manifests/{image.digest}") as r:
         assert r.status == 202
     for reference in ("v1", image.digest):
@@ -179,6 +185,8 @@ async def test_delete_by_digest_removes_its_tags(origin: Client) -> None:
 async def test_retagging_moves_the_tag(origin: Client) -> None:
     one, two = make_image("one"), make_image("two")
     await push_image(origin, "r", "latest", one)
+    async with origin.get("/v2/r/manifests/latest") as r:
+        assert r.headers["Docker-Content-Digest"] == one.digest
     await push_image(origin, "r", "latest", two)
     async with origin.get("/v2/r/manifests/latest") as r:
         assert r.headers["Docker-Content-Digest"] == two.digest
