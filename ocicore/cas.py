@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import re
+import time
 from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import BinaryIO
@@ -168,6 +169,15 @@ class ContentStore:
     def discard_upload(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.upload_path(upload_id).unlink()
+
+    def uploads_older_than(self, seconds: float) -> list[str]:
+        """Upload ids whose files in ``uploads/`` went untouched for ``seconds``."""
+        cutoff = time.time() - seconds
+        return [
+            p.name
+            for p in self._uploads.iterdir()
+            if _UUID.match(p.name) and p.stat().st_mtime < cutoff
+        ]
 
     def upload_size(self, upload_id: str) -> int | None:
         try:

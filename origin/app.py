@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -20,6 +23,22 @@ from origin.registry.blobs import BlobService
 from origin.registry.cache import ReadCache
 from origin.registry.manifests import ManifestService
 from origin.registry.uploads import UploadService
+
+_log = structlog.get_logger("wharf.origin")
+
+
+async def _reap_uploads(uploads: UploadService, ttl: float) -> None:
+    """Expire abandoned upload sessions, checking a few times per TTL (at most every 10 min)."""
+    interval = min(ttl / 4, 600.0)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            expired = await uploads.expire(ttl)
+        except Exception:  # keep reaping: the next round may succeed
+            _log.exception("upload reaper failed")
+        else:
+            if expired:
+                _log.info("expired upload sessions", count=expired)
 
 
 def create_app(config: OriginConfig) -> web.Application:
@@ -49,6 +68,17 @@ def create_app(config: OriginConfig) -> web.Application:
         await engine.dispose()
 
     app.cleanup_ctx.append(database)
+
+    async def upload_reaper(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(
+            _reap_uploads(app[UPLOADS], config.upload_ttl_seconds), name="upload-reaper"
+        )
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(upload_reaper)
 
     async def check_database() -> None:
         await app[META].ping()

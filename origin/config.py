@@ -33,7 +33,7 @@ class OriginConfig:
     log_level: str = "info"
     max_manifest_bytes: int = 4 * MiB
     max_blob_bytes: int = 64 * 1024 * MiB
-    upload_ttl_seconds: int = 7 * 24 * 3600
+    upload_ttl_seconds: float = 7 * 24 * 3600.0
     shutdown_timeout_seconds: float = 30.0
     cache_entries: int = 10_000
     cache_ttl_seconds: float = 2.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
@@ -151,6 +152,16 @@ class MetadataStore:
         async with self.engine.begin() as conn:
             result = await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
             return result.rowcount == 1
+
+    async def uploads_before(self, cutoff: datetime) -> list[str]:
+        """Ids of upload sessions opened before ``cutoff``."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(uploads.c.id).where(uploads.c.created_at < cutoff))
+            return list(rows.scalars())
+
+    async def upload_ids(self) -> set[str]:
+        async with self.engine.connect() as conn:
+            return set((await conn.execute(select(uploads.c.id))).scalars())
 
     async def count_uploads(self) -> int:
         async with self.engine.connect() as conn:

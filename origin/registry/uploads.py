@@ -14,6 +14,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Gauge
 
@@ -166,6 +167,22 @@ class UploadService:
         async with self._lock(upload_id):
             await self.get(name, upload_id)
             await self._forget(upload_id)
+
+    async def expire(self, ttl: float) -> int:
+        """Drop sessions opened more than ``ttl`` seconds ago, and orphaned upload files
+        (monolithic pushes cut short by a crash); return how many sessions were dropped."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=ttl)
+        expired = await self.meta.uploads_before(cutoff)
+        for upload_id in expired:
+            async with self._lock(upload_id):
+                await self._forget(upload_id)
+        stale = await asyncio.to_thread(self.store.uploads_older_than, ttl)
+        if stale:
+            live = await self.meta.upload_ids()
+            for name in stale:
+                if name not in live:
+                    self.store.discard_upload(name)
+        return len(expired)
 
     async def _forget(self, upload_id: str) -> None:
         if await self.meta.delete_upload(upload_id):

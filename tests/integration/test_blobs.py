@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+from aiohttp.pytest_plugin import AiohttpClient
+
+from origin.app import create_app
+from origin.config import OriginConfig
 from tests.support import Client, error_code, push_blob, sha256
 
 
@@ -182,3 +189,19 @@ async def test_wrong_digest_at_the_end_leaves_the_session_to_retry(origin: Clien
         assert await error_code(r) == "DIGEST_INVALID"
     async with origin.put(f"{location}?digest={sha256(data)}") as r:
         assert r.status == 201
+
+
+async def test_abandoned_uploads_expire(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    config = OriginConfig(listen="127.0.0.1:0", data_dir=tmp_path / "o", upload_ttl_seconds=1.0)
+    client = await aiohttp_client(create_app(config))
+    async with client.post("/v2/r/blobs/uploads/") as r:
+        location = r.headers["Location"]
+    async with client.patch(location, data=b"abandoned") as r:
+        assert r.status == 202
+    orphan = tmp_path / "o" / "uploads" / str(uuid.uuid4())  # a crashed monolithic push
+    orphan.write_bytes(b"partial")
+    await asyncio.sleep(2.6)
+    async with client.get(location) as r:
+        assert r.status == 404
+        assert await error_code(r) == "BLOB_UPLOAD_UNKNOWN"
+    assert list((tmp_path / "o" / "uploads").iterdir()) == []
