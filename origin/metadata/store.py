@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import Table, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -168,36 +168,27 @@ class MetadataStore:
             return (await conn.execute(select(func.count()).select_from(uploads))).scalar_one()
 
     # -- manifests -------------------------------------------------------------------------
+    @staticmethod
+    async def _absent(
+        conn: AsyncConnection, table: Table, repo_id: int, wanted: set[str]
+    ) -> list[str]:
+        """Which of ``wanted`` digests ``table`` lacks for the repository, sorted."""
+        if not wanted:
+            return []
+        query = select(table.c.digest).where(
+            table.c.repository_id == repo_id, table.c.digest.in_(wanted)
+        )
+        return sorted(wanted - set((await conn.execute(query)).scalars()))
+
     async def _missing(
         self, conn: AsyncConnection, repo_id: int, manifest: Manifest
     ) -> tuple[list[str], list[str]]:
-        wanted_blobs = {str(d.digest) for d in manifest.blobs if d.distributable}
-        wanted_children = {str(d.digest) for d in manifest.children}
-        have_blobs: set[str] = set()
-        have_children: set[str] = set()
-        if wanted_blobs:
-            have_blobs = set(
-                (
-                    await conn.execute(
-                        select(repository_blobs.c.digest).where(
-                            repository_blobs.c.repository_id == repo_id,
-                            repository_blobs.c.digest.in_(wanted_blobs),
-                        )
-                    )
-                ).scalars()
-            )
-        if wanted_children:
-            have_children = set(
-                (
-                    await conn.execute(
-                        select(manifests.c.digest).where(
-                            manifests.c.repository_id == repo_id,
-                            manifests.c.digest.in_(wanted_children),
-                        )
-                    )
-                ).scalars()
-            )
-        return sorted(wanted_blobs - have_blobs), sorted(wanted_children - have_children)
+        blobs_wanted = {str(d.digest) for d in manifest.blobs if d.distributable}
+        children_wanted = {str(d.digest) for d in manifest.children}
+        return (
+            await self._absent(conn, repository_blobs, repo_id, blobs_wanted),
+            await self._absent(conn, manifests, repo_id, children_wanted),
+        )
 
     async def put_manifest(self, name: str, manifest: Manifest, tag: str | None) -> None:
         """Store ``manifest`` (and point ``tag`` at it) once everything it references exists.
