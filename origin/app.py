@@ -14,9 +14,10 @@ from ocicore.cas import ContentStore
 from ocicore.web.health import Readiness, add_health_routes
 from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
+from ocicore.web.sendfile import SendfilePool
 from origin import api
 from origin.config import OriginConfig
-from origin.keys import BLOBS, CONFIG, MANIFESTS, META, UPLOADS
+from origin.keys import BLOBS, CONFIG, MANIFESTS, META, SENDFILE, UPLOADS
 from origin.metadata.db import create_engine, migrate
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
@@ -79,6 +80,13 @@ def create_app(config: OriginConfig) -> web.Application:
             await task
 
     app.cleanup_ctx.append(upload_reaper)
+
+    async def sendfile_pool(app: web.Application) -> AsyncIterator[None]:
+        app[SENDFILE] = pool = SendfilePool()
+        yield
+        await asyncio.to_thread(pool.close)
+
+    app.cleanup_ctx.append(sendfile_pool)
 
     async def check_database() -> None:
         await app[META].ping()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ocicore.web.sendfile import SendfilePool
 from origin.config import OriginConfig
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
@@ -15,3 +16,4 @@ META = web.AppKey("metadata", MetadataStore)
 BLOBS = web.AppKey("blobs", BlobService)
 UPLOADS = web.AppKey("uploads", UploadService)
 MANIFESTS = web.AppKey("manifests", ManifestService)
+SENDFILE = web.AppKey("sendfile", SendfilePool)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ocicore.web.sendfile import BlobFileResponse
 from origin.api.common import digest_param, repo
-from origin.keys import BLOBS
+from origin.keys import BLOBS, SENDFILE
 
 
 async def get(request: web.Request) -> web.StreamResponse:
@@ -22,7 +23,7 @@ async def get(request: web.Request) -> web.StreamResponse:
         headers["Accept-Ranges"] = "bytes"
         headers["Content-Length"] = str(info.size)
         return web.Response(headers=headers)
-    return web.FileResponse(info.path, headers=headers)
+    return BlobFileResponse(info.path, request.app[SENDFILE], headers=headers)
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -205,3 +206,24 @@ async def test_abandoned_uploads_expire(aiohttp_client: AiohttpClient, tmp_path:
         assert r.status == 404
         assert await error_code(r) == "BLOB_UPLOAD_UNKNOWN"
     assert list((tmp_path / "o" / "uploads").iterdir()) == []
+
+
+async def test_a_client_leaving_mid_download_disturbs_no_one(origin: Client) -> None:
+    data = os.urandom(32 << 20)
+    async with origin.post(
+        f"/v2/r/blobs/uploads/?digest={sha256(data)}", data=io.BytesIO(data)
+    ) as r:
+        assert r.status == 201
+    port = origin.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /v2/r/blobs/{sha256(data)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await reader.readexactly(1 << 20)  # headers and the first bytes, then hang up
+    writer.close()
+    async with origin.get(f"/v2/r/blobs/{sha256(data)}") as r:
+        assert await r.read() == data
+    async with origin.get(
+        f"/v2/r/blobs/{sha256(data)}", headers={"Range": "bytes=1000-2000999"}
+    ) as r:
+        assert r.status == 206
+        assert await r.read() == data[1000:2001000]
