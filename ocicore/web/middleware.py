@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ocicore.errors import OCIError
+from ocicore.errors import ErrorCode, OCIError
 from ocicore.web.inflight import IN_FLIGHT
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -73,6 +73,11 @@ async def _respond(request: web.Request, handler: Handler, request_id: str) -> w
         response = await handler(request)
     except OCIError as exc:
         response = error_response(request, exc)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = {"Allow": ",".join(sorted(exc.allowed_methods))}
+        response = error_response(
+            request, OCIError(ErrorCode.UNSUPPORTED, exc.method, headers=allowed)
+        )
     except web.HTTPException as exc:
         exc.headers["X-Request-Id"] = request_id
         raise

@@ -38,11 +38,6 @@ class ChunkRange:
         return self.end - self.start + 1
 
 
-async def _empty() -> AsyncIterable[bytes]:
-    return
-    yield  # pragma: no cover - makes this an async generator
-
-
 class UploadService:
     def __init__(
         self, store: ContentStore, meta: MetadataStore, max_blob_bytes: int, in_progress: Gauge
@@ -190,7 +185,3 @@ class UploadService:
         self.store.discard_upload(upload_id)
         self._hashers.pop(upload_id, None)
         self._locks.pop(upload_id, None)
-
-    @staticmethod
-    def nothing() -> AsyncIterable[bytes]:
-        return _empty()

@@ -276,6 +276,11 @@ CASES: dict[str, tuple[Case, int, str | None]] = {
         400,
         None,
     ),
+    "method the endpoint does not support": (
+        lambda w: w.send("POST", f"/v2/{NAME}/manifests/v1", b"{}"),
+        405,
+        "UNSUPPORTED",
+    ),
     "unknown manifest": (
         lambda w: w.send("GET", f"/v2/{NAME}/manifests/nope"),
         404,
