@@ -25,8 +25,12 @@ def digest_param(text: str) -> Digest:
     return Digest.parse(text)
 
 
-async def body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives, counted for the access log and metrics."""
+def body(request: web.Request) -> AsyncIterator[bytes] | None:
+    """The request body as it arrives (None when there is none), counted for the logs."""
+    return _counted(request) if request.body_exists else None
+
+
+async def _counted(request: web.Request) -> AsyncIterator[bytes]:
     received = 0
     try:
         async for chunk in request.content.iter_any():

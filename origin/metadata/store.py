@@ -97,8 +97,14 @@ class MetadataStore:
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
 
-    async def link_blob(self, name: str, digest: str, size: int) -> None:
+    async def link_blob(
+        self, name: str, digest: str, size: int, finished_upload: str | None = None
+    ) -> None:
+        """Make the blob visible in the repository, closing the upload it came from (if any)
+        in the same transaction."""
         async with self.engine.begin() as conn:
+            if finished_upload is not None:
+                await conn.execute(delete(uploads).where(uploads.c.id == finished_upload))
             repo_id = await self._ensure_repo(conn, name)
             await conn.execute(
                 _upsert(conn, blobs).values(digest=digest, size=size).on_conflict_do_nothing()

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +36,11 @@ class ChunkRange:
     @property
     def length(self) -> int:
         return self.end - self.start + 1
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
 
 
 class UploadService:
@@ -67,9 +72,13 @@ class UploadService:
         return self._locks.setdefault(upload_id, asyncio.Lock())
 
     async def _append(
-        self, upload: Upload, body: AsyncIterable[bytes], chunk: ChunkRange | None
+        self, upload: Upload, body: AsyncIterable[bytes] | None, chunk: ChunkRange | None
     ) -> int:
-        """Write ``body`` at the session's offset and record the new offset; return bytes."""
+        """Write ``body`` at the session's offset and record the new offset; return it.
+
+        ``body`` is None for a request without one: then nothing is written or recorded."""
+        if body is None and chunk is None:
+            return upload.offset
         if chunk is not None and chunk.start != upload.offset:
             raise OCIError(
                 ErrorCode.RANGE_INVALID,
@@ -85,7 +94,7 @@ class UploadService:
             written = await self.store.write(
                 upload.id,
                 upload.offset,
-                body,
+                body or _nothing(),
                 hasher,
                 limit=self.max_blob_bytes - upload.offset,
             )
@@ -108,7 +117,11 @@ class UploadService:
         return new_offset
 
     async def append(
-        self, name: str, upload_id: str, body: AsyncIterable[bytes], chunk: ChunkRange | None
+        self,
+        name: str,
+        upload_id: str,
+        body: AsyncIterable[bytes] | None,
+        chunk: ChunkRange | None,
     ) -> int:
         async with self._lock(upload_id):
             upload = await self.get(name, upload_id)
@@ -119,7 +132,7 @@ class UploadService:
         name: str,
         upload_id: str,
         digest: Digest,
-        body: AsyncIterable[bytes],
+        body: AsyncIterable[bytes] | None,
         chunk: ChunkRange | None,
     ) -> int:
         """Append the last chunk (if any), verify, make the blob visible; return its size."""
@@ -136,18 +149,21 @@ class UploadService:
                 # Committed before a crash that came ahead of the acknowledgement: start over.
                 await self._forget(upload_id)
                 raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, upload_id) from None
-            await self.meta.link_blob(name, str(digest), size)
-            await self._forget(upload_id)
+            await self.meta.link_blob(name, str(digest), size, finished_upload=upload_id)
+            self.in_progress.dec()
+            self._drop_state(upload_id)
             return size
 
-    async def monolithic(self, name: str, digest: Digest, body: AsyncIterable[bytes]) -> int:
+    async def monolithic(self, name: str, digest: Digest, body: AsyncIterable[bytes] | None) -> int:
         """A whole blob in one request (``POST ?digest=``): no session is recorded."""
         upload_id = str(uuid.uuid4())
         self.store.create_upload(upload_id)
         try:
             hasher = digest.hasher()
             try:
-                await self.store.write(upload_id, 0, body, hasher, limit=self.max_blob_bytes)
+                await self.store.write(
+                    upload_id, 0, body or _nothing(), hasher, limit=self.max_blob_bytes
+                )
             except TooLarge:
                 raise OCIError(
                     ErrorCode.SIZE_INVALID, f"blob exceeds {self.max_blob_bytes} bytes", status=413
@@ -183,5 +199,8 @@ class UploadService:
         if await self.meta.delete_upload(upload_id):
             self.in_progress.dec()
         self.store.discard_upload(upload_id)
+        self._drop_state(upload_id)
+
+    def _drop_state(self, upload_id: str) -> None:
         self._hashers.pop(upload_id, None)
         self._locks.pop(upload_id, None)

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.process import OriginProcess
-from tests.support import Client, make_image, push_blob, push_image
+from tests.support import Client, make_image, push_blob, push_image, sha256
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -28,6 +28,10 @@ async def test_metrics_count_requests_bytes_and_uploads(origin: Client) -> None:
         await r.read()
     async with origin.post("/v2/m/blobs/uploads/") as r:
         assert r.status == 202
+    async with origin.post("/v2/m/blobs/uploads/") as r:
+        finished = r.headers["Location"]
+    async with origin.put(f"{finished}?digest={sha256(b'done')}", data=b"done") as r:
+        assert r.status == 201
     async with origin.get("/metrics") as r:
         assert r.status == 200
         metrics = samples(await r.text())
