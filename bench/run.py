@@ -1,12 +1,20 @@
 """Wharf's origin beside CNCF Distribution 2.8 and nginx: same machine, same data, one run.
 
-Run from the repository root:  .venv/bin/python bench/run.py [--quick]
+Run from the repository root::
 
-Every server is pinned to CPU 0 and every client (curl, wrk, ab, skopeo) to CPU 1 with
-``taskset``, so that load generators and servers never compete for a core. All three servers
-run for the whole benchmark; only one is under load at a time. nginx serves the same files
-statically, as the ceiling for this machine; it has no registry API, so it takes no push.
-Results are printed as Markdown; ``bench/RESULTS.md`` records them with their date.
+    .venv/bin/python bench/run.py            # the full run (about 4 minutes), writes bench/RESULTS.md
+    .venv/bin/python bench/run.py --quick    # a smoke test: one repetition, short runs, no RESULTS.md
+
+All three servers run for the whole benchmark, each pinned to CPU 0 with ``taskset -c 0``;
+every client (curl, wrk, ab, skopeo) is pinned to CPU 1 with ``taskset -c 1``, so load
+generator and server never share a core. Only one server is under load at a time. Each
+registry is seeded through the OCI HTTP API with identical bytes (POST then PUT ?digest=);
+nginx serves the same bytes as static files under the same URL paths, as the ceiling for this
+machine. nginx has no registry API, so it takes no push.
+
+See bench/README.md for what each measurement means. Scratch data lives under
+/tmp/bench-scratch/ and is removed at the end of a successful run (``--keep-scratch`` keeps
+it; a failed run keeps it for its server logs).
 """
 
 from __future__ import annotations
@@ -14,33 +22,65 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
+import gzip
 import hashlib
+import importlib.metadata
+import io
 import json
 import os
+import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support import write_oci_layout  # noqa: E402 - the same image builder the tests use
-
+SCRATCH_ROOT = Path("/tmp/bench-scratch")
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 MiB = 1 << 20
+BIG_BLOB_BYTES = 256 * MiB
+PUSH_LAYER_BYTES = 10 * MiB
+REPO = "bench/app"
+TAG = "bench"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def client(*argv: str) -> list[str]:
+    """A client command pinned to the client core."""
+    return ["taskset", "-c", CLIENT_CPU, *argv]
+
+
+def run(argv: list[str], timeout: float = 120) -> str:
+    out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"{shlex.join(argv)} exited {out.returncode}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+        )
+    return out.stdout + out.stderr
 
 
 def free_port() -> int:
@@ -49,8 +89,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def client(*argv: str) -> list[str]:
-    return ["taskset", "-c", CLIENT_CPU, *argv]
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -61,338 +101,1043 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-@dataclass
-class Server:
-    name: str
-    url: str
-    argv: list[str]
-    registry: bool = True
-    version: str = ""
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+# --------------------------------------------------------------------------- test data
 
-    def start(self, log: Path) -> None:
-        self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *self.argv],
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("wb"),
-            start_new_session=True,
-        )
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+def tar_layer(files: dict[str, bytes]) -> bytes:
+    """An uncompressed, reproducible tar layer."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def descriptor(media_type: str, data: bytes) -> dict[str, object]:
+    return {"mediaType": media_type, "digest": sha256_bytes(data), "size": len(data)}
+
+
+def image(layers: list[bytes], gzipped: bool = False) -> tuple[bytes, bytes, list[bytes]]:
+    """(config, manifest, layer blobs) of an OCI image with these tar layers, gzipped or not."""
+    blobs = (
+        [gzip.compress(layer, compresslevel=1, mtime=0) for layer in layers] if gzipped else layers
+    )
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/true"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256_bytes(layer) for layer in layers]},
+        },
+        sort_keys=True,
+    ).encode()
+    media_type = OCI_LAYER_GZIP if gzipped else OCI_LAYER_TAR
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(media_type, blob) for blob in blobs],
+        },
+        sort_keys=True,
+    ).encode()
+    return config, manifest, blobs
+
+
+def write_oci_layout(folder: Path, tag: str, layers: list[bytes]) -> None:
+    """An OCI image layout (for skopeo's ``oci:`` transport) with one image tagged ``tag``.
+
+    Its layers are gzipped: skopeo would otherwise gzip uncompressed layers itself on the way
+    to a registry, and the push would measure skopeo's compressor, not the registry.
+    """
+    blobs_dir = folder / "blobs" / "sha256"
+    blobs_dir.mkdir(parents=True)
+    config, manifest, blobs = image(layers, gzipped=True)
+    for data in (*blobs, config, manifest):
+        (blobs_dir / sha256_bytes(data).removeprefix("sha256:")).write_bytes(data)
+    (folder / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                **descriptor(OCI_MANIFEST, manifest),
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }
+        ],
+    }
+    (folder / "index.json").write_text(json.dumps(index))
 
 
 @dataclass(frozen=True)
-class Seeded:
-    blob_path: str  # URL path of the 256 MiB blob
-    small_blob_path: str  # URL path of a small blob (HEAD)
-    manifest_path: str  # URL path of the manifest, by tag
+class Data:
+    big: Path  # the 256 MiB random blob
+    big_digest: str
+    config: bytes  # the small image: config, one small layer, manifest tagged TAG
+    layer: bytes
+    manifest: bytes
+    push_layout: Path  # OCI layout with 3 x ~10 MiB layers, tagged "v1"
+
+    @property
+    def small_blobs(self) -> list[bytes]:
+        return [self.config, self.layer]
+
+    @property
+    def blob_path(self) -> str:
+        return f"/v2/{REPO}/blobs/{self.big_digest}"
+
+    @property
+    def small_blob_path(self) -> str:
+        """The small layer: what HEAD is measured on."""
+        return f"/v2/{REPO}/blobs/{sha256_bytes(self.layer)}"
+
+    @property
+    def manifest_path(self) -> str:
+        return f"/v2/{REPO}/manifests/{TAG}"
 
 
-async def wait_up(url: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(400):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url) as r:
-                    if r.status < 500:
-                        return
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} never came up")
+def make_data(scratch: Path) -> Data:
+    big = scratch / "big.bin"
+    h = hashlib.sha256()
+    with big.open("wb") as f:
+        for _ in range(BIG_BLOB_BYTES // MiB):
+            chunk = os.urandom(MiB)
+            h.update(chunk)
+            f.write(chunk)
+    layer = tar_layer(
+        {"app/hello.txt": b"hello from the wharf benchmark\n", "app/data.bin": os.urandom(4096)}
+    )
+    config, manifest, _ = image([layer])
+    layout = scratch / "push-layout"
+    write_oci_layout(
+        layout,
+        "v1",
+        [tar_layer({f"layer{i}/data.bin": os.urandom(PUSH_LAYER_BYTES)}) for i in range(3)],
+    )
+    return Data(big, "sha256:" + h.hexdigest(), config, layer, manifest, layout)
 
 
-async def push_file(http: aiohttp.ClientSession, base: str, name: str, path: Path) -> str:
-    """POST then a streamed PUT ?digest= (what Distribution 2.8 accepts)."""
-    digest = sha256_file(path)
+# --------------------------------------------------------------------------- servers
 
-    async def body() -> AsyncIterator[bytes]:
-        with path.open("rb") as f:
-            while chunk := f.read(4 * MiB):
-                yield chunk
 
-    async with http.post(f"{base}/v2/{name}/blobs/uploads/") as r:
-        assert r.status == 202, await r.text()
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    version: str
+    registry: bool = True
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hostport(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", SERVER_CPU, *self.argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so killpg reaches every worker
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every process in the server's process group, so far."""
+        assert self.proc is not None
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.proc.pid:  # pgrp
+                    total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / CLK_TCK
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} ignored SIGTERM for 10 s; SIGKILL")
+        # Whatever is left of the group (workers of a dead master, say) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wharf_version() -> str:
+    version = importlib.metadata.version("wharf")
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            # Changes to wharf's own code, that is; bench/ does not count.
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!bench",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if rev:
+            version += f" (git {rev}{', dirty tree' if dirty else ''})"
+    return (
+        f"wharf {version}; Python {platform.python_version()}, aiohttp {importlib.metadata.version('aiohttp')}, "
+        f"uvloop {importlib.metadata.version('uvloop')}"
+    )
+
+
+def make_servers(scratch: Path) -> dict[str, Server]:
+    wharf = Server(
+        "wharf",
+        [
+            str(ROOT / ".venv" / "bin" / "wharf"),
+            "origin",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(scratch / "wharf"),
+        ],
+        wharf_version(),
+    )
+    dist_port = free_port()
+    dist_dir = scratch / "distribution"
+    dist_dir.mkdir()
+    (dist_dir / "config.yml").write_text(
+        f"""version: 0.1
+log:
+  level: warn
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: {dist_dir / "data"}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{dist_port}
+"""
+    )
+    distribution = Server(
+        "distribution",
+        ["docker-registry", "serve", str(dist_dir / "config.yml")],
+        "CNCF Distribution "
+        + run(["docker-registry", "--version"]).split()[-1]
+        + " (Debian docker-registry)",
+        port=dist_port,
+    )
+    nginx_port = free_port()
+    nginx_dir = scratch / "nginx"
+    (nginx_dir / "logs").mkdir(parents=True)
+    (nginx_dir / "html").mkdir()
+    (nginx_dir / "nginx.conf").write_text(
+        f"""# generated by bench/run.py
+worker_processes 1;
+daemon off;
+master_process on;
+user root root;
+pid {nginx_dir}/nginx.pid;
+error_log {nginx_dir}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    client_body_temp_path {nginx_dir}/tmp/body;
+    proxy_temp_path {nginx_dir}/tmp/proxy;
+    fastcgi_temp_path {nginx_dir}/tmp/fastcgi;
+    uwsgi_temp_path {nginx_dir}/tmp/uwsgi;
+    scgi_temp_path {nginx_dir}/tmp/scgi;
+    types {{ }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{nginx_port};
+        root {nginx_dir}/html;
+        location /v2/{REPO}/manifests/ {{ default_type {OCI_MANIFEST}; }}
+    }}
+}}
+"""
+    )
+    (nginx_dir / "tmp").mkdir()
+    nginx = Server(
+        "nginx",
+        ["nginx", "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf")],
+        run(["nginx", "-v"]).strip().removeprefix("nginx version: "),
+        registry=False,
+        port=nginx_port,
+    )
+    return {"wharf": wharf, "distribution": distribution, "nginx": nginx}
+
+
+def wait_listening(server: Server, timeout: float = 30) -> None:
+    """Until the server answers HTTP; for wharf, learn its port from the "listening" log line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"{server.name} exited at start:\n{server.log_tail()}")
+        if server.port == 0:
+            assert server.log_path is not None
+            for line in server.log_path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    if entry.get("event") == "listening":
+                        server.port = int(entry["url"].rsplit(":", 1)[1])
+        if server.port:
+            with contextlib.suppress(OSError):
+                probe = "/v2/" if server.registry else "/"
+                out = subprocess.run(
+                    ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", server.url + probe],
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
+                if out and out != "000":
+                    return
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.name} did not come up in {timeout} s:\n{server.log_tail()}")
+
+
+@contextlib.contextmanager
+def running(servers: dict[str, Server], scratch: Path) -> Iterator[None]:
+    try:
+        for server in servers.values():
+            server.start(scratch / f"{server.name}.log")
+        for server in servers.values():
+            wait_listening(server)
+            log(f"{server.name} up at {server.url} (pid {server.proc.pid if server.proc else '?'})")
+        yield
+    finally:
+        for server in servers.values():
+            server.stop()
+        log("servers stopped")
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+async def push_blob(
+    http: aiohttp.ClientSession, base: str, repo: str, digest: str, body: bytes | Path
+) -> None:
+    """POST /blobs/uploads/ then PUT <location>?digest= with the whole blob (Distribution 2.8's way)."""
+    async with http.post(f"{base}/v2/{repo}/blobs/uploads/") as r:
+        if r.status != 202:
+            raise RuntimeError(
+                f"POST {base}/v2/{repo}/blobs/uploads/ -> {r.status} {await r.text()}"
+            )
         location = r.headers["Location"]
     if location.startswith("/"):
         location = base + location
-    sep = "&" if "?" in location else "?"
-    async with http.put(f"{location}{sep}digest={digest}", data=body()) as r:
-        assert r.status == 201, await r.text()
-    return digest
+    url = f"{location}{'&' if '?' in location else '?'}digest={digest}"
+    if isinstance(body, Path):
+        size = body.stat().st_size
+
+        async def chunks(path: Path) -> AsyncIterator[bytes]:
+            with path.open("rb") as f:
+                while chunk := f.read(4 * MiB):
+                    yield chunk
+
+        data: bytes | AsyncIterator[bytes] = chunks(body)
+    else:
+        size, data = len(body), body
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+    async with http.put(url, data=data, headers=headers) as r:
+        if r.status != 201:
+            raise RuntimeError(f"PUT {url} ({size} bytes) -> {r.status} {await r.text()}")
 
 
-async def seed_registry(base: str, big: Path, small: Path, manifest: bytes) -> Seeded:
-    config, layer = json.loads(manifest)["config"], json.loads(manifest)["layers"][0]
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+async def seed_registry(server: Server, data: Data) -> None:
+    timeout = aiohttp.ClientTimeout(total=600, sock_read=120)
+    base = server.url
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        big_digest = await push_file(http, base, "bench/app", big)
-        small_digest = await push_file(http, base, "bench/app", small)
-        assert small_digest == config["digest"] == layer["digest"]
-        async with http.put(
-            f"{base}/v2/bench/app/manifests/bench",
-            data=manifest,
-            headers={"Content-Type": OCI_MANIFEST},
-        ) as r:
-            assert r.status == 201, await r.text()
-    return Seeded(
-        f"/v2/bench/app/blobs/{big_digest}",
-        f"/v2/bench/app/blobs/{small_digest}",
-        "/v2/bench/app/manifests/bench",
-    )
+        await push_blob(http, base, REPO, data.big_digest, data.big)
+        for blob in data.small_blobs:
+            await push_blob(http, base, REPO, sha256_bytes(blob), blob)
+        url = f"{base}{data.manifest_path}"
+        async with http.put(url, data=data.manifest, headers={"Content-Type": OCI_MANIFEST}) as r:
+            if r.status != 201:
+                raise RuntimeError(f"PUT {url} -> {r.status} {await r.text()}")
 
 
-def seed_nginx(docroot: Path, big: Path, small: Path, manifest: bytes) -> Seeded:
-    blobs = docroot / "v2" / "bench" / "app" / "blobs"
-    manifests = docroot / "v2" / "bench" / "app" / "manifests"
-    blobs.mkdir(parents=True)
-    manifests.mkdir(parents=True)
-    big_digest, small_digest = sha256_file(big), sha256_file(small)
-    os.link(big, blobs / big_digest)
-    shutil.copy(small, blobs / small_digest)
-    (manifests / "bench").write_bytes(manifest)
-    return Seeded(
-        f"/v2/bench/app/blobs/{big_digest}",
-        f"/v2/bench/app/blobs/{small_digest}",
-        "/v2/bench/app/manifests/bench",
-    )
+def seed_nginx(server: Server, scratch: Path, data: Data) -> None:
+    docroot = scratch / "nginx" / "html"
+    blobs = docroot / data.blob_path.lstrip("/")
+    blobs.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(data.big, blobs)  # its own copy, as each registry has its own
+    for blob in data.small_blobs:
+        (blobs.parent / sha256_bytes(blob)).write_bytes(blob)
+    manifest = docroot / data.manifest_path.lstrip("/")
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_bytes(data.manifest)
 
 
-def run(argv: list[str]) -> str:
-    out = subprocess.run(argv, check=True, capture_output=True, text=True)
-    return out.stdout
-
-
-def blob_throughput(url: str, clients: int, size: int, repeats: int) -> float:
-    """MB/s over ``clients`` concurrent curl downloads of the whole blob (median of repeats)."""
-    results = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        procs = [
-            subprocess.Popen(
-                client("curl", "-sf", "-o", "/dev/null", url), stdout=subprocess.DEVNULL
+async def verify(server: Server, data: Data) -> None:
+    """Every server hands back identical bytes (this also warms each server's page cache)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
+        async with http.get(server.url + data.manifest_path, headers={"Accept": OCI_MANIFEST}) as r:
+            body = await r.read()
+            if r.status != 200 or body != data.manifest:
+                raise RuntimeError(
+                    f"{server.name}: GET {data.manifest_path} -> {r.status} {body[:200]!r}"
+                )
+        async with http.head(server.url + data.small_blob_path) as r:
+            if r.status != 200 or r.headers.get("Content-Length") != str(len(data.layer)):
+                raise RuntimeError(
+                    f"{server.name}: HEAD {data.small_blob_path} -> {r.status} {dict(r.headers)}"
+                )
+        h, size = hashlib.sha256(), 0
+        async with http.get(server.url + data.blob_path) as r:
+            if r.status != 200:
+                raise RuntimeError(
+                    f"{server.name}: GET {data.blob_path} -> {r.status} {await r.text()}"
+                )
+            async for chunk in r.content.iter_chunked(4 * MiB):
+                h.update(chunk)
+                size += len(chunk)
+        if size != BIG_BLOB_BYTES or "sha256:" + h.hexdigest() != data.big_digest:
+            raise RuntimeError(
+                f"{server.name}: GET {data.blob_path} returned {size} bytes of other content"
             )
-            for _ in range(clients)
-        ]
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def cpu_times() -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies of each CPU, from /proc/stat."""
+    times = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            v = [int(x) for x in values]
+            idle = v[3] + v[4]  # idle + iowait
+            times[name] = (sum(v[:8]) - idle, sum(v[:8]))
+    return times
+
+
+def busy_between(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> dict[str, float]:
+    return {
+        cpu: (after[cpu][0] - before[cpu][0]) / max(1, after[cpu][1] - before[cpu][1])
+        for cpu in after
+    }
+
+
+def machine_busy(seconds: float = 2.0) -> dict[str, float]:
+    before = cpu_times()
+    time.sleep(seconds)
+    return busy_between(before, cpu_times())
+
+
+@dataclass(frozen=True)
+class Run:
+    """One sample of one measurement against one server."""
+
+    value: float
+    work: float  # units of work done (GB sent, requests answered, pushes), warm-up included
+    note: str = ""
+    transfers: tuple[float, ...] = ()  # per-transfer curl speeds (MB/s), blob GETs only
+
+
+@dataclass
+class Result:
+    """The samples of one measurement against one server, and what they cost it."""
+
+    samples: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    transfers: list[float] = field(default_factory=list)
+    work: float = 0.0
+    cpu_seconds: float = 0.0  # the server's user + system CPU during its samples
+    wall_seconds: float = 0.0
+    jiffies: dict[str, list[int]] = field(default_factory=dict)  # per CPU: [busy, total]
+
+    def add(self, server: Server, fn: Callable[[], Run]) -> Run:
+        cpu0, jiffies0, t0 = server.cpu_seconds(), cpu_times(), time.perf_counter()
+        done = fn()
+        cpu1, jiffies1, t1 = server.cpu_seconds(), cpu_times(), time.perf_counter()
+        self.samples.append(done.value)
+        if done.note and done.note not in self.notes:
+            self.notes.append(done.note)
+        self.transfers.extend(done.transfers)
+        self.work += done.work
+        self.cpu_seconds += cpu1 - cpu0
+        self.wall_seconds += t1 - t0
+        for cpu, (busy, total) in jiffies1.items():
+            acc = self.jiffies.setdefault(cpu, [0, 0])
+            acc[0] += busy - jiffies0[cpu][0]
+            acc[1] += total - jiffies0[cpu][1]
+        return done
+
+    @property
+    def value(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def server_cpu(self) -> float:
+        """Server CPU seconds per wall second (1.0: it kept CPU 0 busy by itself)."""
+        return self.cpu_seconds / self.wall_seconds
+
+    @property
+    def cpu_per_unit(self) -> float:
+        return self.cpu_seconds / self.work
+
+    @property
+    def cpu_busy(self) -> dict[str, float]:
+        """Each CPU's non-idle share (softirq included) over the samples."""
+        return {cpu: busy / max(1, total) for cpu, (busy, total) in self.jiffies.items()}
+
+    @property
+    def note(self) -> str:
+        notes = list(self.notes)
+        if self.transfers:
+            notes.append(
+                f"per-transfer curl speed_download median {statistics.median(self.transfers):.0f} MB/s"
+            )
+        return "; ".join(notes)
+
+
+def blob_get(url: str, clients: int, downloads: int, warm_up: bool) -> Run:
+    """Aggregate MB/s (10^6 bytes/s) of ``clients`` concurrent curl processes.
+
+    Each curl downloads the whole blob ``downloads`` times in a row on one keep-alive
+    connection, so that one sample lasts long enough to be stable (256 MiB at 3 GB/s is 90 ms).
+    """
+    fmt = "%{http_code} %{size_download} %{speed_download}\n"
+    if warm_up:
+        subprocess.run(client("curl", "-sf", "-o", "/dev/null", url), check=True)
+    argv = client("curl", "-s", "-w", fmt, *(["-o", "/dev/null", url] * downloads))
+    start = time.perf_counter()
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(clients)]
+    try:
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
         for p in procs:
-            assert p.wait() == 0, f"curl {url} failed"
-        results.append(clients * size / (time.perf_counter() - start) / 1e6)
-    return statistics.median(results)
+            if p.poll() is None:
+                p.kill()
+    wall = time.perf_counter() - start
+    speeds = []
+    for out, p in zip(outs, procs, strict=True):
+        transfers = [line.split() for line in out.splitlines()]
+        if p.returncode != 0 or len(transfers) != downloads:
+            raise RuntimeError(f"curl {url}: exit {p.returncode}, output {out!r}")
+        for code, size, speed in transfers:
+            if code != "200" or int(size) != BIG_BLOB_BYTES:
+                raise RuntimeError(f"curl {url}: HTTP {code}, {size} bytes")
+            speeds.append(float(speed) / 1e6)
+    sent = clients * downloads * BIG_BLOB_BYTES
+    return Run(
+        sent / wall / 1e6,
+        (sent + (BIG_BLOB_BYTES if warm_up else 0)) / 1e9,
+        f"{clients} x {downloads} downloads per sample",
+        tuple(speeds),
+    )
 
 
-def wrk_rps(url: str, seconds: int) -> float:
-    out = run(client("wrk", "-t1", "-c64", f"-d{seconds}s", "-H", f"Accept: {OCI_MANIFEST}", url))
+def manifest_rps(url: str, seconds: int, warm_up: bool) -> Run:
+    accept = f"Accept: {OCI_MANIFEST}"
+    warm_requests = 0
+    if warm_up:  # 2 s, not in the sample: connections, caches, allocator
+        warm = run(client("wrk", "-t1", "-c64", "-d2s", "-H", accept, url))
+        warm_count = re.search(r"(\d+) requests in", warm)
+        warm_requests = int(warm_count[1]) if warm_count else 0
+    out = run(
+        client(
+            "wrk",
+            "-t1",
+            "-c64",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-H",
+            accept,
+            url,
+        )
+    )
     if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match[1])
+        raise RuntimeError(f"wrk saw non-2xx responses from {url}:\n{out}")
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    count = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if not (rps and p50 and p99 and count):
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    note = f"p50 {p50[1]} p99 {p99[1]}" + (f" (socket errors: {errors[1]})" if errors else "")
+    return Run(float(rps[1]), int(count[1]) + warm_requests, note)
 
 
-def ab_head_rps(url: str, requests: int) -> float:
+def head_rps(url: str, requests: int, warm_up: bool) -> Run:
+    warm_requests = requests // 10 if warm_up else 0
+    if warm_up:  # not in the sample
+        run(client("ab", "-q", "-i", "-k", "-c", "64", "-n", str(warm_requests), url))
     out = run(client("ab", "-q", "-i", "-k", "-c", "64", "-n", str(requests), url))
     failed = re.search(r"Failed requests:\s+(\d+)", out)
     non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
     if (failed and int(failed[1])) or non2xx:
         raise RuntimeError(f"ab saw errors against {url}:\n{out}")
-    match = re.search(r"Requests per second:\s+([\d.]+)", out)
-    assert match, out
-    return float(match[1])
+    rps = re.search(r"Requests per second:\s+([\d.]+)", out)
+    keepalive = re.search(r"Keep-Alive requests:\s+(\d+)", out)
+    if not rps:
+        raise RuntimeError(f"unexpected ab output:\n{out}")
+    reused = int(keepalive[1]) if keepalive else 0
+    return Run(float(rps[1]), requests + warm_requests, f"keep-alive requests {reused}/{requests}")
 
 
-def skopeo_push_seconds(layout: Path, host: str, repeats: int) -> float:
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        run(
-            client(
-                "skopeo",
-                "copy",
-                "--insecure-policy",
-                "--dest-tls-verify=false",
-                f"oci:{layout}:v1",
-                f"docker://{host}/bench/push{i}-{time.monotonic_ns()}:v1",
-            )
-        )
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+SKOPEO_CACHE = Path("/var/lib/containers/cache")  # skopeo's blob info cache, as root
 
 
-@contextlib.contextmanager
-def servers(scratch: Path) -> Iterator[dict[str, Server]]:
-    wharf_port, dist_port, nginx_port = free_port(), free_port(), free_port()
-    dist_config = scratch / "distribution.yml"
-    dist_config.write_text(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {scratch / 'distribution'}\n"
-        f"http:\n  addr: 127.0.0.1:{dist_port}\n"
+def isolated_skopeo(*argv: str) -> list[str]:
+    """skopeo on the client core, with an empty blob info cache of its own.
+
+    skopeo remembers in its blob info cache which repositories already hold a blob, and then
+    mounts it from there (POST ?mount=&from=) instead of uploading it: every push after the
+    first would measure a cross-repository mount, not an upload. So each push runs in a
+    private mount namespace with a fresh tmpfs over the cache directory.
+    """
+    script = (
+        f"mkdir -p {SKOPEO_CACHE} && mount -t tmpfs bench-skopeo-cache {SKOPEO_CACHE} && "
+        f'exec taskset -c {CLIENT_CPU} skopeo "$@"'
     )
-    nginx_dir = scratch / "nginx"
-    (nginx_dir / "logs").mkdir(parents=True)
-    (nginx_dir / "nginx.conf").write_text(
-        f"""
-worker_processes 1;
-daemon off;
-pid {nginx_dir}/nginx.pid;
-error_log {nginx_dir}/logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000;
-    client_body_temp_path {nginx_dir}/body;
-    proxy_temp_path {nginx_dir}/proxy;
-    fastcgi_temp_path {nginx_dir}/fastcgi;
-    uwsgi_temp_path {nginx_dir}/uwsgi;
-    scgi_temp_path {nginx_dir}/scgi;
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{nginx_port};
-        root {nginx_dir}/html;
-        location /v2/bench/app/manifests/ {{ default_type {OCI_MANIFEST}; }}
-    }}
-}}
-"""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "skopeo", *argv]
+
+
+def skopeo_push(server: Server, layout: Path) -> Run:
+    dest = f"docker://{server.hostport}/bench/push-{time.time_ns()}:v1"  # a fresh repository
+    start = time.perf_counter()
+    run(
+        isolated_skopeo(
+            "copy",
+            "--quiet",
+            "--insecure-policy",
+            "--dest-tls-verify=false",
+            f"oci:{layout}:v1",
+            dest,
+        ),
+        timeout=300,
     )
-    found = {
-        "wharf": Server(
-            "wharf",
-            f"http://127.0.0.1:{wharf_port}",
-            [
-                str(ROOT / ".venv" / "bin" / "wharf"),
-                "origin",
-                "serve",
-                "--listen",
-                f"127.0.0.1:{wharf_port}",
-                "--data-dir",
-                str(scratch / "wharf"),
-            ],
-        ),
-        "distribution": Server(
-            "distribution",
-            f"http://127.0.0.1:{dist_port}",
-            ["docker-registry", "serve", str(dist_config)],
-        ),
-        "nginx": Server(
-            "nginx",
-            f"http://127.0.0.1:{nginx_port}",
-            ["nginx", "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf")],
-            registry=False,
-        ),
-    }
-    found["wharf"].version = (
-        "wharf "
-        + run([str(ROOT / ".venv" / "bin" / "pip"), "show", "wharf"])
-        .split("Version: ")[1]
-        .split()[0]
-    )
-    found["distribution"].version = run(["docker-registry", "--version"]).split()[-1]
-    found["nginx"].version = subprocess.run(
-        ["nginx", "-v"], capture_output=True, text=True, check=True
-    ).stderr.strip()
-    try:
-        for server in found.values():
-            server.start(scratch / f"{server.name}.log")
-        yield found
-    finally:
-        for server in found.values():
-            server.stop()
+    return Run(time.perf_counter() - start, 1)
 
 
-def ratio(a: float, b: float, higher_is_better: bool = True) -> str:
-    return f"{(a / b if higher_is_better else b / a):.2f}x"
+# --------------------------------------------------------------------------- report
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
-    args = parser.parse_args()
-    repeats, seconds, requests = (1, 3, 5000) if args.quick else (3, 10, 20000)
-    scratch = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
-    scratch.chmod(0o755)  # nginx's workers run as nobody
-    big, small = scratch / "big.bin", scratch / "small.json"
-    with big.open("wb") as f:
-        for _ in range(256):
-            f.write(os.urandom(MiB))
-    small.write_bytes(b"{}")
-    small_desc = {
-        "mediaType": "application/vnd.oci.empty.v1+json",
-        "digest": sha256_file(small),
-        "size": 2,
-    }
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": small_desc,
-            "layers": [small_desc],
-        }
-    ).encode()
-    layout = scratch / "layout"
-    write_oci_layout(layout, "v1", [{f"layer{i}/data.bin": os.urandom(10 * MiB)} for i in range(3)])
-    rows: dict[str, dict[str, float]] = {}
-    try:
-        with servers(scratch) as found:
-            for server in found.values():
-                await wait_up(server.url + ("/v2/" if server.registry else "/"))
-            seeded = {
-                name: (
-                    await seed_registry(s.url, big, small, manifest)
-                    if s.registry
-                    else seed_nginx(scratch / "nginx" / "html", big, small, manifest)
-                )
-                for name, s in found.items()
-            }
-            for name, server in found.items():
-                paths = seeded[name]
-                print(f"measuring {name} ...", file=sys.stderr)
-                row = rows.setdefault(name, {})
-                row["blob_1"] = blob_throughput(server.url + paths.blob_path, 1, 256 * MiB, repeats)
-                row["blob_8"] = blob_throughput(server.url + paths.blob_path, 8, 256 * MiB, repeats)
-                row["manifest_rps"] = wrk_rps(server.url + paths.manifest_path, seconds)
-                row["head_rps"] = ab_head_rps(server.url + paths.small_blob_path, requests)
-                if server.registry:
-                    host = server.url.removeprefix("http://")
-                    row["push_s"] = skopeo_push_seconds(layout, host, repeats)
-            versions = {name: s.version for name, s in found.items()}
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    print(report(rows, versions, args.quick))
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    fmt: str
+    cost: Callable[[float], str]  # server CPU seconds per unit of work, shown in its own unit
 
 
-def report(rows: dict[str, dict[str, float]], versions: dict[str, str], quick: bool) -> str:
-    w, d, n = rows["wharf"], rows["distribution"], rows["nginx"]
+METRICS = [
+    Metric(
+        "blob1",
+        "GET 256 MiB blob, 1 client",
+        "MB/s",
+        True,
+        "{:.0f}",
+        lambda v: f"{v * 1000:.0f} ms/GB",
+    ),
+    Metric(
+        "blob8",
+        "GET 256 MiB blob, 8 concurrent clients (aggregate)",
+        "MB/s",
+        True,
+        "{:.0f}",
+        lambda v: f"{v * 1000:.0f} ms/GB",
+    ),
+    Metric(
+        "manifest",
+        "GET manifest by tag (wrk -t1 -c64)",
+        "req/s",
+        True,
+        "{:.0f}",
+        lambda v: f"{v * 1e6:.0f} µs/req",
+    ),
+    Metric(
+        "head",
+        "HEAD small blob (ab -i -k -c64)",
+        "req/s",
+        True,
+        "{:.0f}",
+        lambda v: f"{v * 1e6:.0f} µs/req",
+    ),
+    Metric(
+        "push",
+        "skopeo copy push, 3 x 10 MiB layers",
+        "s",
+        False,
+        "{:.2f}",
+        lambda v: f"{v * 1000:.0f} ms/push",
+    ),
+]
+
+
+def table(results: dict[str, dict[str, Result]]) -> str:
+    w, d, n = results["wharf"], results["distribution"], results["nginx"]
     lines = [
-        "| measure | wharf | distribution | nginx | wharf/distribution | wharf/nginx |",
-        "|---|---|---|---|---|---|",
+        "| measurement | unit | wharf | distribution 2.8 | nginx (static) | wharf / distribution | wharf / nginx |",
+        "|---|---|--:|--:|--:|--:|--:|",
     ]
-    spec: list[tuple[str, str, str, Callable[[float], str], bool]] = [
-        ("blob_1", "GET 256 MiB blob, 1 client (MB/s)", "", lambda v: f"{v:.0f}", True),
-        ("blob_8", "GET 256 MiB blob, 8 clients (MB/s, total)", "", lambda v: f"{v:.0f}", True),
-        ("manifest_rps", "manifest GET by tag (req/s, wrk -c64)", "", lambda v: f"{v:.0f}", True),
-        ("head_rps", "HEAD small blob (req/s, ab -k -c64)", "", lambda v: f"{v:.0f}", True),
-        ("push_s", "skopeo copy push, 3 x 10 MiB layers (s)", "", lambda v: f"{v:.2f}", False),
-    ]
-    for key, label, _, fmt, higher in spec:
-        nginx_value = fmt(n[key]) if key in n else "n/a"
-        vs_nginx = ratio(w[key], n[key], higher) if key in n else "n/a"
+
+    def cell(row: dict[str, Result], m: Metric) -> str:
+        return m.fmt.format(row[m.key].value) if m.key in row else "n/a"
+
+    def ratio(row: dict[str, Result], m: Metric) -> str:
+        if m.key not in row or m.key not in w:
+            return "n/a"
+        return f"{w[m.key].value / row[m.key].value:.2f}"
+
+    for m in METRICS:
+        better = "higher is better" if m.higher_is_better else "lower is better"
         lines.append(
-            f"| {label} | {fmt(w[key])} | {fmt(d[key])} | {nginx_value} | "
-            f"{ratio(w[key], d[key], higher)} | {vs_nginx} |"
+            f"| {m.label} | {m.unit} ({better}) | {cell(w, m)} | {cell(d, m)} | {cell(n, m)} | "
+            f"{ratio(d, m)} | {ratio(n, m)} |"
         )
-    lines.append("")
-    lines.append(
-        "Ratios are wharf's advantage: above 1.00x wharf is faster (for the push, quicker)."
-    )
-    lines.append("Versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()))
-    if quick:
-        lines.append("(--quick: single repetitions and short runs; not for the record)")
     return "\n".join(lines)
 
 
+def detail_table(results: dict[str, dict[str, Result]]) -> str:
+    lines = [
+        f"| measurement | server | samples | server CPU per unit | server process CPU | CPU {SERVER_CPU} busy | CPU {CLIENT_CPU} busy | notes |",
+        "|---|---|---|--:|--:|--:|--:|---|",
+    ]
+    for m in METRICS:
+        for name, row in results.items():
+            if m.key in row:
+                r = row[m.key]
+                samples = ", ".join(m.fmt.format(s) for s in r.samples)
+                server_busy = r.cpu_busy.get(f"cpu{SERVER_CPU}", 0)
+                client_busy = r.cpu_busy.get(f"cpu{CLIENT_CPU}", 0)
+                lines.append(
+                    f"| {m.label} | {name} | {samples} | {m.cost(r.cpu_per_unit)} | "
+                    f"{r.server_cpu:.0%} | {server_busy:.0%} | "
+                    f"{client_busy:.0%} | {r.note} |"
+                )
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def tool_versions() -> dict[str, str]:
+    def version(argv: list[str], pattern: str) -> str:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=10)
+            found = re.search(pattern, out.stdout + out.stderr)
+            if found:
+                return found[1]
+        return "unknown"
+
+    return {
+        "curl": "curl " + version(["curl", "--version"], r"curl (\S+)"),
+        "wrk": "wrk " + version(["wrk", "--version"], r"wrk (\S+)"),
+        "ab": "ab " + version(["ab", "-V"], r"Version (\S+)"),
+        "skopeo": "skopeo " + version(["skopeo", "--version"], r"version (\S+)"),
+    }
+
+
+def client_bound(results: dict[str, dict[str, Result]]) -> list[str]:
+    """The (measurement, server) pairs whose client core was >= 90% busy."""
+    found = []
+    for m in METRICS:
+        for name, row in results.items():
+            if m.key in row and row[m.key].cpu_busy.get(f"cpu{CLIENT_CPU}", 0) >= 0.9:
+                found.append(f"{m.label} / {name}")
+    return found
+
+
+def results_markdown(
+    results: dict[str, dict[str, Result]],
+    servers: dict[str, Server],
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    elapsed: float,
+) -> str:
+    command = ".venv/bin/python bench/run.py" + (
+        " " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
+    )
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    tools = tool_versions()
+    idle = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
+    bound = client_bound(results)
+    bound_text = (
+        f"Client-bound here (CPU {CLIENT_CPU} >= 90% busy): {'; '.join(bound)}. For those, the "
+        "server CPU per unit says more about the server than the throughput does."
+        if bound
+        else f"No measurement had its client core (CPU {CLIENT_CPU}) 90% busy or more."
+    )
+    quick = "\n**--quick run: single repetitions and short runs; not for the record.**\n"
+    return f"""# Wharf benchmark results
+
+Date: {started.strftime("%Y-%m-%d %H:%M:%S %Z")} (the run took {elapsed:.0f} s)
+
+Command, from the repository root: `{command}`
+{quick if args.quick else ""}
+Machine: {os.cpu_count()} x {cpu_model()}, {mem_gib:.0f} GiB RAM, Linux {platform.release()}, loopback only.
+CPU busy in the 2 s before the run: {idle}.
+
+CPU pinning: every server runs under `taskset -c {SERVER_CPU}` (CPU {SERVER_CPU}); every client
+(curl, wrk, ab, skopeo) under `taskset -c {CLIENT_CPU}` (CPU {CLIENT_CPU}). All three servers run for the
+whole benchmark; one at a time is under load.
+
+Servers:
+
+- **wharf**: {servers["wharf"].version}.
+  `wharf origin serve --listen 127.0.0.1:0 --data-dir DIR`, all defaults: SQLite metadata,
+  filesystem blobs, log level info (one JSON line per request, to a file).
+- **distribution**: {servers["distribution"].version}. Filesystem storage in a temp dir,
+  `blobdescriptor: inmemory` cache, `log.level: warn` (its access log, one line per request to
+  a file, stays on as by default), no auth.
+- **nginx**: {servers["nginx"].version}. Generated nginx.conf: 1 worker, sendfile on, tcp_nopush on,
+  keepalive, access_log off; the same bytes as static files under the same URL paths. It is the
+  ceiling for this machine, not a registry.
+
+Clients: {tools["curl"]}; {tools["wrk"]}; {tools["ab"]}; {tools["skopeo"]}.
+
+## Results
+
+{table(results)}
+
+Medians of {args.blob_repeats} samples (blob GETs) or {args.repeats} repetitions (the rest), taken
+round-robin across the servers. Ratios divide wharf's value by the peer's: for MB/s and req/s
+above 1.00 means wharf is faster; for the push time (seconds) below 1.00 means wharf is faster.
+
+## Details
+
+- **server CPU per unit**: the server's user + system CPU time (all its processes) over the
+  work done (GB sent, requests answered, pushes taken, warm-ups included): what each unit
+  costs the server, bottleneck or not.
+- **server process CPU**: that CPU time over the wall time of the samples; 100% means the
+  server kept CPU {SERVER_CPU} busy by itself, i.e. the server was the bottleneck.
+- **CPU N busy**: that core's non-idle share from /proc/stat over the same time, softirq
+  (loopback TCP) included.
+
+{bound_text}
+
+{detail_table(results)}
+
+## Method and notes
+
+- Data: one 256 MiB blob of random bytes; a small OCI image (config blob, one ~10 KiB
+  uncompressed tar layer, OCI image manifest tagged `{TAG}`) in repository `{REPO}`. Each registry
+  is seeded through the HTTP API (POST /v2/{REPO}/blobs/uploads/, then PUT Location?digest=), then
+  every server's manifest, small-blob HEAD and full 256 MiB blob (sha256) are checked.
+- Repetitions are interleaved (wharf, distribution, nginx, wharf, ...), so slow drifts of this
+  VM (a single curl over loopback varies by +-30% from minute to minute) fall on all alike.
+  Each server gets one untimed warm-up per measurement (one download, 2 s of wrk, or
+  {args.requests // 10} ab requests).
+- Blob GET: `curl -s -w '%{{http_code}} %{{size_download}} %{{speed_download}}\\n' -o /dev/null URL ...`
+  processes, each downloading the blob {args.downloads1} times (1 client) or {args.downloads8} times (8 clients)
+  in a row over one keep-alive connection per sample; MB/s = 10^6 bytes/s; a sample's value is
+  all its bytes over its wall time. Every transfer's status and size are checked.
+- Manifest GET: `wrk -t1 -c64 -d{args.seconds}s --timeout 10s --latency -H 'Accept: {OCI_MANIFEST}'`
+  on /v2/{REPO}/manifests/{TAG} (nginx: the static manifest file). Any non-2xx fails the run.
+- HEAD: `ab -q -i -k -c 64 -n {args.requests}` on the small layer blob (nginx: the static file).
+  ab speaks HTTP/1.0 with `Connection: Keep-Alive`; the notes column shows how many requests
+  reused a connection. Any failed or non-2xx request fails the run.
+- Push: `skopeo copy --quiet --insecure-policy --dest-tls-verify=false oci:LAYOUT:v1 docker://HOST/bench/push-T:v1`:
+  three gzipped tar layers of 10 MiB random data (pre-compressed, else skopeo gzips them itself
+  on the client core and the push measures its compressor), config and manifest, to a fresh
+  repository each time; the wall time of the skopeo process. skopeo tries HTTPS first, then
+  HTTP, against every registry alike. Each push runs in a private mount namespace with an
+  empty tmpfs over skopeo's blob info cache (/var/lib/containers/cache): otherwise skopeo
+  remembers where the layers went before and mounts them across repositories instead of
+  uploading. nginx has no registry API: n/a.
+- Durability differs: wharf fsyncs each upload and the blob directory before answering;
+  Distribution's filesystem driver does not fsync.
+- Logging: wharf writes one JSON line per request (default level info), Distribution its access
+  log line per request; nginx's access log is off.
+- Why Distribution is slow on small requests (observed separately while building this
+  benchmark, not measured by it): a CPU profile from its pprof endpoint during the manifest
+  GET load put ~50% of its CPU under `handlers.(*App).context` -> `v2.NewURLBuilderFromRequest`
+  -> `v2.Router` -> `regexp.Compile` (2.8 rebuilds its gorilla/mux router, regexps included, for
+  every request) and most of the rest in the Go GC.
+"""
+
+
+# --------------------------------------------------------------------------- main
+
+
+def measure(
+    servers: dict[str, Server],
+    data: Data,
+    args: argparse.Namespace,
+    results: dict[str, dict[str, Result]],
+) -> None:
+    """Every measurement, its repetitions interleaved across the servers.
+
+    Round-robin (wharf, distribution, nginx, wharf, ...) rather than all of one server's
+    repetitions in a row, so that slow drifts of the machine (this is a VM; throughput over
+    loopback moves by +-30% from one minute to the next) fall on every server alike.
+    """
+    chosen = {name: s for name, s in servers.items() if not args.only or name in args.only}
+
+    def steps(server: Server, first: bool) -> dict[str, Callable[[], Run]]:
+        blob = server.url + data.blob_path
+        found: dict[str, Callable[[], Run]] = {
+            "blob1": partial(blob_get, blob, 1, args.downloads1, first),
+            "blob8": partial(blob_get, blob, 8, args.downloads8, first),
+            "manifest": partial(manifest_rps, server.url + data.manifest_path, args.seconds, first),
+            "head": partial(head_rps, server.url + data.small_blob_path, args.requests, first),
+        }
+        if server.registry:
+            found["push"] = partial(skopeo_push, server, data.push_layout)
+        return found
+
+    for metric in METRICS:
+        repeats = args.blob_repeats if metric.key.startswith("blob") else args.repeats
+        for i in range(repeats):
+            for name, server in chosen.items():
+                fn = steps(server, first=i == 0).get(metric.key)
+                if fn is None:
+                    continue
+                result = results.setdefault(name, {}).setdefault(metric.key, Result())
+                done = result.add(server, fn)
+                if not server.alive():
+                    raise RuntimeError(f"{name} died during {metric.key}:\n{server.log_tail()}")
+                log(f"{metric.key:8} {i + 1}/{repeats} {name:12} {done.value:10.2f}  {done.note}")
+        for name in chosen:
+            if metric.key in results.get(name, {}):
+                r = results[name][metric.key]
+                log(
+                    f"{metric.key:8} {name:12} median {r.value:10.2f}  server CPU {r.server_cpu:.0%}, "
+                    f"{metric.cost(r.cpu_per_unit)}"
+                )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 repetition, short runs; no RESULTS.md"
+    )
+    parser.add_argument(
+        "--keep-scratch", action="store_true", help="keep the scratch directory (data, logs)"
+    )
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--only",
+        choices=["wharf", "distribution", "nginx"],
+        action="append",
+        help="measure only these servers (repeatable; the table needs all three)",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.seconds, args.requests = 1, 3, 5000
+        args.blob_repeats, args.downloads1, args.downloads8 = 1, 1, 1
+    else:
+        args.repeats, args.seconds, args.requests = 3, 10, 20000
+        args.blob_repeats, args.downloads1, args.downloads8 = 5, 4, 1
+
+    # SIGTERM/SIGHUP become exceptions, so the finally blocks below always stop the servers.
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupted)
+
+    for tool in ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench: {tool} not found on PATH")
+    started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
+    SCRATCH_ROOT.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=SCRATCH_ROOT))
+    log(f"scratch {scratch}; servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}")
+    args.idle_before = machine_busy()
+    busy = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
+    log(f"CPU busy before starting: {busy}")
+    if max(args.idle_before.values()) > 0.10:
+        top = run(["ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu"]).splitlines()[:6]
+        log(
+            "WARNING: the machine is not idle; results will be noisy. Busiest processes:\n"
+            + "\n".join(top)
+        )
+    results: dict[str, dict[str, Result]] = {}
+    try:
+        data = make_data(scratch)
+        log(
+            f"data ready: 256 MiB blob {data.big_digest[:19]}..., push layout with 3 x 10 MiB layers"
+        )
+        servers = make_servers(scratch)
+        with running(servers, scratch):
+            for server in servers.values():
+                if server.registry:
+                    asyncio.run(seed_registry(server, data))
+                else:
+                    seed_nginx(server, scratch, data)
+                asyncio.run(verify(server, data))
+                log(f"{server.name} seeded and verified")
+            measure(servers, data, args, results)
+    except BaseException:
+        log(f"FAILED; scratch kept at {scratch} (server logs *.log)")
+        raise
+    else:
+        if not args.keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            log(f"scratch kept at {scratch}")
+    elapsed = time.perf_counter() - t0
+    if set(results) != {"wharf", "distribution", "nginx"}:
+        print(detail_table(results))
+        return 0
+    print(table(results))
+    print()
+    print(detail_table(results))
+    if not args.quick:
+        args.output.write_text(results_markdown(results, servers, args, started, elapsed))
+        log(f"wrote {args.output}")
+    log(f"done in {elapsed:.0f} s")
+    return 0
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())
