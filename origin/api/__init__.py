@@ -14,19 +14,20 @@ async def base(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    """Routes in the order they are tried: the hottest (pulls) first."""
     r = app.router
-    r.add_get("/v2/", base)
-    r.add_get("/v2/_catalog", listing.catalog)
-    r.add_get(f"/v2/{NAME}/tags/list", listing.tags)
-    r.add_get(f"/v2/{NAME}/referrers/{{digest}}", listing.referrers)
+    r.add_get(f"/v2/{NAME}/blobs/{{digest}}", blobs.get)
     r.add_get(f"/v2/{NAME}/manifests/{{reference}}", manifests.get)
-    r.add_put(f"/v2/{NAME}/manifests/{{reference}}", manifests.put)
-    r.add_delete(f"/v2/{NAME}/manifests/{{reference}}", manifests.delete)
+    r.add_get("/v2/", base)
     r.add_post(f"/v2/{NAME}/blobs/uploads/", uploads.start)
-    r.add_post(f"/v2/{NAME}/blobs/uploads", uploads.start)
-    r.add_get(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.status)
     r.add_patch(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.patch)
     r.add_put(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.put)
+    r.add_put(f"/v2/{NAME}/manifests/{{reference}}", manifests.put)
+    r.add_get(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.status)
     r.add_delete(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.cancel)
-    r.add_get(f"/v2/{NAME}/blobs/{{digest}}", blobs.get)
+    r.add_post(f"/v2/{NAME}/blobs/uploads", uploads.start)
+    r.add_get(f"/v2/{NAME}/tags/list", listing.tags)
+    r.add_get(f"/v2/{NAME}/referrers/{{digest}}", listing.referrers)
+    r.add_get("/v2/_catalog", listing.catalog)
+    r.add_delete(f"/v2/{NAME}/manifests/{{reference}}", manifests.delete)
     r.add_delete(f"/v2/{NAME}/blobs/{{digest}}", blobs.delete)
