@@ -1,10 +1,19 @@
-"""One canonical log line and one metrics observation per request, once the last byte is sent."""
+"""One canonical log line and one metrics observation per request, once the last byte is sent.
+
+The line has the shape of every other log line (see ``ocicore.web.logs``) but skips
+structlog's processor chain: it is written once per request, and rendering it directly with
+orjson costs a few microseconds instead of a few tens.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+from datetime import UTC, datetime
 from time import perf_counter
+from typing import Any
 
-import structlog
+import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
@@ -13,41 +22,60 @@ from aiohttp.web_response import StreamResponse
 from ocicore.web.metrics import METRICS
 from ocicore.web.middleware import BYTES_IN, REQUEST_ID, STARTED
 
-_log = structlog.get_logger("wharf.access")
+_QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
+_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z
 
 
-def route_of(request: BaseRequest) -> str:
-    if isinstance(request, web.Request):
-        resource = request.match_info.route.resource
-        if resource is not None:
-            return resource.canonical
-    return "unmatched"
+def _routed(request: BaseRequest) -> web.Request | None:
+    """The request if it reached the router; aiohttp answers some (malformed) ones before."""
+    if isinstance(request, web.Request) and request.get(STARTED) is not None:
+        return request
+    return None
+
+
+def route_of(request: web.Request | None) -> str:
+    """The route's pattern (a bounded label), or "unmatched"."""
+    resource = request.match_info.route.resource if request is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def write_line(fields: dict[str, Any]) -> None:
+    fields["level"] = "info"
+    fields["timestamp"] = datetime.now(UTC)
+    out = sys.stderr.buffer
+    out.write(orjson.dumps(fields, option=_OPTIONS))
+    out.flush()
 
 
 class AccessLogger(AbstractAccessLogger):
-    """Pass as ``access_log_class``; logs through structlog, never headers or query strings."""
+    """Pass as ``access_log_class``; never logs headers or query strings (they carry tokens)."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        route = route_of(request)
+        routed = _routed(request)
+        route = route_of(routed)
         received = request.get(BYTES_IN) or request.content_length or 0
         sent = response.content_length or 0
-        started = request.get(STARTED)
-        if started is not None:
-            time = perf_counter() - started
-        app = request.app if isinstance(request, web.Request) else None
-        if app is not None and METRICS in app:
-            app[METRICS].observe(route, request.method, response.status, time, received, sent)
-        if route in ("/metrics", "/healthz", "/readyz"):
+        if routed is not None:
+            time = perf_counter() - routed[STARTED]
+            if METRICS in routed.app:
+                metrics = routed.app[METRICS]
+                metrics.observe(route, request.method, response.status, time, received, sent)
+        if route in _QUIET_ROUTES or not logging.getLogger("wharf.access").isEnabledFor(
+            logging.INFO
+        ):
             return
-        _log.info(
-            "request",
-            request_id=request.get(REQUEST_ID),
-            method=request.method,
-            path=request.path,
-            route=route,
-            status=response.status,
-            duration_ms=round(time * 1000, 3),
-            bytes_in=received,
-            bytes_out=sent,
-            remote=request.remote,
+        write_line(
+            {
+                "request_id": request.get(REQUEST_ID),
+                "method": request.method,
+                "path": request.path,
+                "route": route,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 3),
+                "bytes_in": received,
+                "bytes_out": sent,
+                "remote": request.remote,
+                "event": "request",
+                "logger": "wharf.access",
+            }
         )

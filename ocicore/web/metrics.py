@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -18,6 +20,9 @@ class HttpMetrics:
     latency: Histogram
     received: Counter
     sent: Counter
+    _children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = field(
+        default_factory=dict, compare=False
+    )
 
     @classmethod
     def create(cls, component: str, registry: CollectorRegistry) -> HttpMetrics:
@@ -46,12 +51,24 @@ class HttpMetrics:
     def observe(
         self, route: str, method: str, status: int, seconds: float, received: int, sent: int
     ) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        if method not in _METHODS:
+            method = "OTHER"  # a client picks the method: keep the label set bounded
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() costs microseconds: resolve each combination once
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+                self.received.labels(route),
+                self.sent.labels(route),
+            )
+        requests, latency, received_bytes, sent_bytes = children
+        requests.inc()
+        latency.observe(seconds)
         if received:
-            self.received.labels(route).inc(received)
+            received_bytes.inc(received)
         if sent:
-            self.sent.labels(route).inc(sent)
+            sent_bytes.inc(sent)
 
 
 METRICS = web.AppKey("http_metrics", HttpMetrics)

@@ -52,6 +52,21 @@ async def test_metrics_count_requests_bytes_and_uploads(origin: Client) -> None:
     assert metrics[latency] == 1
 
 
+async def test_odd_methods_and_paths_keep_the_label_set_bounded(origin: Client) -> None:
+    for method in ("FOO", "BAR"):
+        async with origin.request(method, "/v2/") as r:
+            assert r.status in (400, 405, 501)
+    for i in range(3):
+        async with origin.get(f"/nowhere/{i}") as r:
+            assert r.status == 404
+    async with origin.get("/metrics") as r:
+        text = await r.text()
+    assert "FOO" not in text
+    assert "nowhere" not in text
+    unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
+    assert samples(text)[("wharf_origin_http_requests_total", unmatched)] == 3
+
+
 async def test_health_and_readiness(origin: Client) -> None:
     async with origin.get("/healthz") as r:
         assert r.status == 200
