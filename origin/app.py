@@ -57,7 +57,12 @@ def create_app(config: OriginConfig) -> web.Application:
         engine = create_engine(config.effective_database_url)
         await migrate(engine)
         meta = MetadataStore(engine)
-        blobs = BlobService(store, meta, ReadCache(config.cache_entries, config.cache_ttl_seconds))
+        blobs = BlobService(
+            store,
+            meta,
+            ReadCache(config.cache_entries, config.cache_ttl_seconds),
+            config.small_blob_cache_bytes,
+        )
         app[META] = meta
         app[BLOBS] = blobs
         app[UPLOADS] = UploadService(store, meta, config.max_blob_bytes, in_progress)

@@ -37,6 +37,7 @@ class OriginConfig:
     shutdown_timeout_seconds: float = 30.0
     cache_entries: int = 10_000
     cache_ttl_seconds: float = 2.0
+    small_blob_cache_bytes: int = 64 * MiB
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -48,6 +49,7 @@ class OriginConfig:
             "upload_ttl_seconds",
             "cache_entries",
             "cache_ttl_seconds",
+            "small_blob_cache_bytes",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

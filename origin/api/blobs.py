@@ -23,6 +23,10 @@ async def get(request: web.Request) -> web.StreamResponse:
         headers["Accept-Ranges"] = "bytes"
         headers["Content-Length"] = str(info.size)
         return web.Response(headers=headers)
+    if "Range" not in request.headers:
+        data = await request.app[BLOBS].small_content(info)
+        if data is not None:
+            return web.Response(body=data, headers=headers)
     return BlobFileResponse(info.path, request.app[SENDFILE], headers=headers)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+
+from cachetools import LRUCache
 
 from ocicore.cas import ContentStore
 from ocicore.digest import Digest
@@ -19,11 +22,33 @@ class BlobInfo:
     path: Path
 
 
+SMALL_BLOB_BYTES = 256 << 10
+
+
 class BlobService:
-    def __init__(self, store: ContentStore, meta: MetadataStore, sizes: ReadCache[int]) -> None:
+    def __init__(
+        self,
+        store: ContentStore,
+        meta: MetadataStore,
+        sizes: ReadCache[int],
+        small_blob_cache_bytes: int,
+    ) -> None:
         self.store = store
         self.meta = meta
         self.sizes = sizes
+        # Content is immutable by digest, so small blobs (configs, most of every pull's
+        # requests) can be kept in memory with no invalidation; visibility is still checked.
+        self._small: LRUCache[Digest, bytes] = LRUCache(small_blob_cache_bytes, getsizeof=len)
+
+    async def small_content(self, info: BlobInfo) -> bytes | None:
+        """The bytes of a small blob from memory (read once), or None for a large one."""
+        if info.size > SMALL_BLOB_BYTES:
+            return None
+        data = self._small.get(info.digest)
+        if data is None:
+            data = await asyncio.to_thread(info.path.read_bytes)
+            self._small[info.digest] = data
+        return data
 
     async def unknown(self, name: str, code: ErrorCode, detail: str) -> OCIError:
         """The error for something missing: NAME_UNKNOWN when the repository itself is."""
