@@ -43,7 +43,7 @@ async def _reap_uploads(uploads: UploadService, ttl: float) -> None:
 
 
 def create_app(config: OriginConfig) -> web.Application:
-    app = web.Application(middlewares=[oci_middleware])
+    app = web.Application(middlewares=[oci_middleware()])
     app[CONFIG] = config
     registry = CollectorRegistry()
     app[METRICS] = HttpMetrics.create("origin", registry)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.web.inflight import IN_FLIGHT
@@ -28,7 +28,6 @@ def _request_ids() -> Iterator[str]:
     return (f"{prefix}{n:08x}" for n in itertools.count())
 
 
-_ids = _request_ids()
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
@@ -41,31 +40,37 @@ def error_response(request: web.Request, error: OCIError) -> web.Response:
     )
 
 
-@web.middleware
-async def oci_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give each request an id (the client's ``X-Request-Id`` if sane) and render OCI errors.
+def oci_middleware() -> Middleware:
+    """The middleware, with its own source of request ids (one per app, no global state)."""
+    ids = _request_ids()
 
-    The request counts as in flight (see ``ocicore.web.serve``) until its handler returns,
-    that is until its body has been read; aiohttp's own shutdown then waits for responses
-    that are still being sent.
-    """
-    offered = request.headers.get("X-Request-Id", "")
-    request_id = offered if _CLIENT_ID.match(offered) else next(_ids)
-    request[REQUEST_ID] = request_id
-    request[STARTED] = time.perf_counter()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    in_flight = request.app.get(IN_FLIGHT)
-    if in_flight is not None:
-        in_flight.enter()
-    try:
-        response = await _respond(request, handler, request_id)
-        if request.path.startswith("/v2"):
-            response.headers.update(API_VERSION)
-        return response
-    finally:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Give each request an id (the client's ``X-Request-Id`` if sane), render OCI errors.
+
+        The request counts as in flight (see ``ocicore.web.serve``) until its handler
+        returns, that is until its body has been read; aiohttp's own shutdown then waits for
+        responses that are still being sent.
+        """
+        offered = request.headers.get("X-Request-Id", "")
+        request_id = offered if _CLIENT_ID.match(offered) else next(ids)
+        request[REQUEST_ID] = request_id
+        request[STARTED] = time.perf_counter()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        in_flight = request.app.get(IN_FLIGHT)
         if in_flight is not None:
-            in_flight.leave()
+            in_flight.enter()
+        try:
+            response = await _respond(request, handler, request_id)
+            if request.path.startswith("/v2"):
+                response.headers.update(API_VERSION)
+            return response
+        finally:
+            if in_flight is not None:
+                in_flight.leave()
+
+    return middleware
 
 
 async def _respond(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
