@@ -16,8 +16,9 @@ from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
 from ocicore.web.sendfile import SendfilePool
 from origin import api
+from origin.auth.signing import SigningKeys
 from origin.config import OriginConfig
-from origin.keys import BLOBS, CONFIG, MANIFESTS, META, SENDFILE, UPLOADS
+from origin.keys import BLOBS, CONFIG, MANIFESTS, META, SENDFILE, SIGNING_KEYS, UPLOADS
 from origin.metadata.db import create_engine, migrate
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
@@ -40,6 +41,13 @@ async def _reap_uploads(uploads: UploadService, ttl: float) -> None:
         else:
             if expired:
                 _log.info("expired upload sessions", count=expired)
+
+
+async def jwks(request: web.Request) -> web.Response:
+    """The public keys that sign the origin's tokens, for edges to verify them offline."""
+    return web.json_response(
+        request.app[SIGNING_KEYS].jwks(), headers={"Cache-Control": "max-age=300"}
+    )
 
 
 def create_app(config: OriginConfig) -> web.Application:
@@ -92,6 +100,15 @@ def create_app(config: OriginConfig) -> web.Application:
         await asyncio.to_thread(pool.close)
 
     app.cleanup_ctx.append(sendfile_pool)
+
+    async def signing_keys(app: web.Application) -> AsyncIterator[None]:
+        app[SIGNING_KEYS] = await asyncio.to_thread(
+            SigningKeys.load_or_create, config.data_dir / "keys"
+        )
+        yield
+
+    app.cleanup_ctx.append(signing_keys)
+    app.router.add_get("/auth/jwks", jwks)
 
     async def check_database() -> None:
         await app[META].ping()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ocicore.web.sendfile import SendfilePool
+from origin.auth.signing import SigningKeys
 from origin.config import OriginConfig
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
@@ -17,3 +18,4 @@ BLOBS = web.AppKey("blobs", BlobService)
 UPLOADS = web.AppKey("uploads", UploadService)
 MANIFESTS = web.AppKey("manifests", ManifestService)
 SENDFILE = web.AppKey("sendfile", SendfilePool)
+SIGNING_KEYS = web.AppKey("signing_keys", SigningKeys)

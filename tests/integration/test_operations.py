@@ -109,3 +109,13 @@ async def test_one_json_log_line_per_request_with_its_id(origin_process: OriginP
     assert tagged["method"] == "GET"
     assert "hunter2" not in text
     assert "secret-in-query" not in text
+
+
+async def test_jwks_publishes_the_token_signing_keys(origin: Client) -> None:
+    async with origin.get("/auth/jwks") as r:
+        assert r.status == 200
+        jwks = await r.json()
+    (key,) = jwks["keys"]
+    assert key["kty"] == "EC"
+    assert key["alg"] == "ES256"
+    assert "d" not in key

@@ -1,0 +1,1 @@
+"""The origin's side of authentication: signing keys and the tokens it issues."""
