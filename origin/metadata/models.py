@@ -9,6 +9,8 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
     func,
 )
 
@@ -45,6 +48,59 @@ repositories = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", NAME, nullable=False, unique=True),
     _created(),
+    # New repositories are private: reading one takes a permission.
+    Column("public", Boolean, nullable=False, server_default=false()),
+)
+
+# Users, organizations and robots share one table (and one namespace of names), as in Quay:
+# a repository's first path component names the account that owns it.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", NAME, nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # "user" | "organization" | "robot"
+    Column("provider", String(16), nullable=True),  # users: "local" | "ldap" | "oidc"
+    Column("password_hash", String(255), nullable=True),  # argon2; robots: their secret's
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
+    Column("owner_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    _created(),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "organization_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("name", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # "member" | "creator" | "admin"
+    UniqueConstraint("organization_id", "name", name="uq_teams_organization_name"),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# A role on one repository, held by an account (user or robot) or by a team.
+repository_permissions = Table(
+    "repository_permissions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True),
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=True),
+    Column("role", String(16), nullable=False),  # "read" | "write" | "admin"
+    UniqueConstraint("repository_id", "account_id", "team_id", name="uq_permissions_subject"),
+    CheckConstraint("(account_id IS NULL) != (team_id IS NULL)", name="ck_permissions_one_subject"),
 )
 
 blobs = Table(

@@ -1,0 +1,197 @@
+"""Queries over accounts, teams and repository permissions: the facts access decisions need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, union, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from origin.auth.policy import RepositoryFacts
+from origin.metadata.models import (
+    accounts,
+    repositories,
+    repository_permissions,
+    team_members,
+    teams,
+)
+
+
+class NameTaken(Exception):
+    """An account or team of that name exists already."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    kind: str
+    password_hash: str | None
+    is_admin: bool
+    expires_at: datetime | None
+    disabled_at: datetime | None
+
+
+class AccessStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_account(
+        self,
+        name: str,
+        kind: str,
+        *,
+        password_hash: str | None = None,
+        is_admin: bool = False,
+        owner_id: int | None = None,
+        provider: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> int:
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    insert(accounts).values(
+                        name=name,
+                        kind=kind,
+                        password_hash=password_hash,
+                        is_admin=is_admin,
+                        owner_id=owner_id,
+                        provider=provider,
+                        expires_at=expires_at,
+                    )
+                )
+        except IntegrityError:
+            raise NameTaken(name) from None
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    async def find_account(self, name: str) -> Account | None:
+        query = select(
+            accounts.c.id,
+            accounts.c.name,
+            accounts.c.kind,
+            accounts.c.password_hash,
+            accounts.c.is_admin,
+            accounts.c.expires_at,
+            accounts.c.disabled_at,
+        ).where(accounts.c.name == name)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return Account(*row) if row else None
+
+    async def create_team(self, organization_id: int, name: str, role: str) -> int:
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    insert(teams).values(organization_id=organization_id, name=name, role=role)
+                )
+        except IntegrityError:
+            raise NameTaken(name) from None
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    async def add_member(self, team_id: int, account_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(team_members).values(team_id=team_id, account_id=account_id))
+
+    async def _repository_id(self, conn: AsyncConnection, name: str) -> int:
+        """The repository's id, creating it (private) if it does not exist yet."""
+        found = (
+            await conn.execute(select(repositories.c.id).where(repositories.c.name == name))
+        ).scalar_one_or_none()
+        if found is not None:
+            return int(found)
+        result = await conn.execute(insert(repositories).values(name=name))
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    async def grant(
+        self,
+        repository: str,
+        role: str,
+        *,
+        account_id: int | None = None,
+        team_id: int | None = None,
+    ) -> None:
+        """Give an account or a team ``role`` on ``repository`` (replacing an earlier one)."""
+        async with self.engine.begin() as conn:
+            repo_id = await self._repository_id(conn, repository)
+            subject = (
+                repository_permissions.c.account_id == account_id
+                if account_id is not None
+                else repository_permissions.c.team_id == team_id
+            )
+            changed = await conn.execute(
+                update(repository_permissions)
+                .where(repository_permissions.c.repository_id == repo_id, subject)
+                .values(role=role)
+            )
+            if changed.rowcount == 0:
+                await conn.execute(
+                    insert(repository_permissions).values(
+                        repository_id=repo_id, account_id=account_id, team_id=team_id, role=role
+                    )
+                )
+
+    async def set_public(self, repository: str, public: bool) -> None:
+        async with self.engine.begin() as conn:
+            repo_id = await self._repository_id(conn, repository)
+            await conn.execute(
+                update(repositories).where(repositories.c.id == repo_id).values(public=public)
+            )
+
+    async def repository_facts(self, actor_id: int | None, repository: str) -> RepositoryFacts:
+        namespace = repository.split("/", 1)[0] if "/" in repository else None
+        async with self.engine.connect() as conn:
+            owner = None
+            if namespace is not None:
+                owner = (
+                    await conn.execute(
+                        select(accounts.c.id, accounts.c.kind).where(accounts.c.name == namespace)
+                    )
+                ).one_or_none()
+            repo = (
+                await conn.execute(
+                    select(repositories.c.id, repositories.c.public).where(
+                        repositories.c.name == repository
+                    )
+                )
+            ).one_or_none()
+            roles: set[str] = set()
+            org_roles: set[str] = set()
+            if actor_id is not None and repo is not None:
+                my_teams = select(team_members.c.team_id).where(
+                    team_members.c.account_id == actor_id
+                )
+                direct = select(repository_permissions.c.role).where(
+                    repository_permissions.c.repository_id == repo.id,
+                    repository_permissions.c.account_id == actor_id,
+                )
+                via_teams = select(repository_permissions.c.role).where(
+                    repository_permissions.c.repository_id == repo.id,
+                    repository_permissions.c.team_id.in_(my_teams),
+                )
+                roles = set((await conn.execute(union(direct, via_teams))).scalars())
+            if actor_id is not None and owner is not None and owner.kind == "organization":
+                org_roles = set(
+                    (
+                        await conn.execute(
+                            select(teams.c.role)
+                            .join(team_members, team_members.c.team_id == teams.c.id)
+                            .where(
+                                teams.c.organization_id == owner.id,
+                                team_members.c.account_id == actor_id,
+                            )
+                        )
+                    ).scalars()
+                )
+        return RepositoryFacts(
+            exists=repo is not None,
+            public=bool(repo.public) if repo is not None else False,
+            namespace_kind=owner.kind if owner is not None else None,
+            namespace_id=owner.id if owner is not None else None,
+            roles=frozenset(roles),
+            org_roles=frozenset(org_roles),
+        )
