@@ -1,4 +1,8 @@
-"""The origin's composition root: every component is built here and reached by AppKey."""
+"""The origin's composition root: every component is built here and reached by AppKey.
+
+Each long-lived resource has a cleanup context, in dependency order: the database and the
+services over it, the token machinery, the sendfile threads, the upload reaper.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry, Gauge
 
 from ocicore.cas import ContentStore
@@ -16,9 +21,23 @@ from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
 from ocicore.web.sendfile import SendfilePool
 from origin import api
+from origin.auth.accounts import AccountService
+from origin.auth.bootstrap import ensure_admin
 from origin.auth.signing import SigningKeys
+from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
-from origin.keys import BLOBS, CONFIG, MANIFESTS, META, SENDFILE, SIGNING_KEYS, UPLOADS
+from origin.keys import (
+    BLOBS,
+    CONFIG,
+    CONTENT,
+    MANIFESTS,
+    META,
+    SENDFILE,
+    SIGNING_KEYS,
+    TOKENS,
+    UPLOADS,
+)
+from origin.metadata.access import AccessStore
 from origin.metadata.db import create_engine, migrate
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
@@ -27,6 +46,62 @@ from origin.registry.manifests import ManifestService
 from origin.registry.uploads import UploadService
 
 _log = structlog.get_logger("wharf.origin")
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    config, store = app[CONFIG], app[CONTENT]
+    engine = create_engine(config.effective_database_url)
+    await migrate(engine)
+    meta = MetadataStore(engine)
+    blobs = BlobService(
+        store,
+        meta,
+        ReadCache(config.cache_entries, config.cache_ttl_seconds),
+        config.small_blob_cache_bytes,
+    )
+    in_progress = Gauge(
+        "wharf_origin_uploads_in_progress",
+        "Open blob upload sessions",
+        registry=app[METRICS].registry,
+    )
+    in_progress.set(await meta.count_uploads())
+    app[META] = meta
+    app[BLOBS] = blobs
+    app[UPLOADS] = UploadService(store, meta, config.max_blob_bytes, in_progress)
+    app[MANIFESTS] = ManifestService(
+        meta, blobs, ReadCache(config.cache_entries, config.cache_ttl_seconds)
+    )
+    yield
+    await engine.dispose()
+
+
+async def _auth(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    keys = await asyncio.to_thread(SigningKeys.load_or_create, config.data_dir / "keys")
+    hasher = PasswordHasher(time_cost=config.argon2_time_cost, memory_cost=config.argon2_memory_kib)
+    accounts = AccountService(AccessStore(app[META].engine), hasher)
+    await ensure_admin(accounts, config.data_dir)
+    app[SIGNING_KEYS] = keys
+    app[TOKENS] = TokenService(
+        accounts, keys, config.auth_issuer, config.auth_service, config.token_ttl_seconds
+    )
+    yield
+
+
+async def _sendfile_pool(app: web.Application) -> AsyncIterator[None]:
+    app[SENDFILE] = pool = SendfilePool()
+    yield
+    await asyncio.to_thread(pool.close)
+
+
+async def _upload_reaper(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(
+        _reap_uploads(app[UPLOADS], app[CONFIG].upload_ttl_seconds), name="upload-reaper"
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _reap_uploads(uploads: UploadService, ttl: float) -> None:
@@ -50,74 +125,32 @@ async def jwks(request: web.Request) -> web.Response:
     )
 
 
+async def token(request: web.Request) -> web.Response:
+    return await request.app[TOKENS].handle(request)
+
+
+def _readiness(app: web.Application) -> Readiness:
+    async def database() -> None:
+        await app[META].ping()
+
+    async def storage() -> None:
+        root = app[CONTENT].root
+        if not root.is_dir():
+            raise RuntimeError(f"{root} is missing")
+
+    return Readiness(checks={"database": database, "storage": storage})
+
+
 def create_app(config: OriginConfig) -> web.Application:
     app = web.Application(middlewares=[oci_middleware()])
     app[CONFIG] = config
-    registry = CollectorRegistry()
-    app[METRICS] = HttpMetrics.create("origin", registry)
+    app[METRICS] = HttpMetrics.create("origin", CollectorRegistry())
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = ContentStore(config.data_dir)
-    in_progress = Gauge(
-        "wharf_origin_uploads_in_progress", "Open blob upload sessions", registry=registry
-    )
-
-    async def database(app: web.Application) -> AsyncIterator[None]:
-        engine = create_engine(config.effective_database_url)
-        await migrate(engine)
-        meta = MetadataStore(engine)
-        blobs = BlobService(
-            store,
-            meta,
-            ReadCache(config.cache_entries, config.cache_ttl_seconds),
-            config.small_blob_cache_bytes,
-        )
-        app[META] = meta
-        app[BLOBS] = blobs
-        app[UPLOADS] = UploadService(store, meta, config.max_blob_bytes, in_progress)
-        app[MANIFESTS] = ManifestService(
-            meta, blobs, ReadCache(config.cache_entries, config.cache_ttl_seconds)
-        )
-        in_progress.set(await meta.count_uploads())
-        yield
-        await engine.dispose()
-
-    app.cleanup_ctx.append(database)
-
-    async def upload_reaper(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(
-            _reap_uploads(app[UPLOADS], config.upload_ttl_seconds), name="upload-reaper"
-        )
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    app.cleanup_ctx.append(upload_reaper)
-
-    async def sendfile_pool(app: web.Application) -> AsyncIterator[None]:
-        app[SENDFILE] = pool = SendfilePool()
-        yield
-        await asyncio.to_thread(pool.close)
-
-    app.cleanup_ctx.append(sendfile_pool)
-
-    async def signing_keys(app: web.Application) -> AsyncIterator[None]:
-        app[SIGNING_KEYS] = await asyncio.to_thread(
-            SigningKeys.load_or_create, config.data_dir / "keys"
-        )
-        yield
-
-    app.cleanup_ctx.append(signing_keys)
-    app.router.add_get("/auth/jwks", jwks)
-
-    async def check_database() -> None:
-        await app[META].ping()
-
-    async def check_storage() -> None:
-        if not store.root.is_dir():
-            raise RuntimeError(f"{store.root} is missing")
-
-    add_health_routes(app, Readiness(checks={"database": check_database, "storage": check_storage}))
+    app[CONTENT] = ContentStore(config.data_dir)
+    app.cleanup_ctx.extend([_database, _auth, _sendfile_pool, _upload_reaper])
+    add_health_routes(app, _readiness(app))
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/auth/jwks", jwks)
+    app.router.add_get("/auth/token", token)
     api.add_routes(app)
     return app

@@ -38,6 +38,12 @@ class OriginConfig:
     cache_entries: int = 10_000
     cache_ttl_seconds: float = 2.0
     small_blob_cache_bytes: int = 64 * MiB
+    auth_service: str = "wharf"  # the token audience, and `service` in auth challenges
+    auth_issuer: str = "wharf-origin"
+    token_ttl_seconds: float = 300.0
+    # argon2id cost of password hashes (RFC 9106's second recommendation by default).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -50,6 +56,9 @@ class OriginConfig:
             "cache_entries",
             "cache_ttl_seconds",
             "small_blob_cache_bytes",
+            "token_ttl_seconds",
+            "argon2_time_cost",
+            "argon2_memory_kib",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ocicore.cas import ContentStore
 from ocicore.web.sendfile import SendfilePool
 from origin.auth.signing import SigningKeys
+from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
@@ -19,3 +21,5 @@ UPLOADS = web.AppKey("uploads", UploadService)
 MANIFESTS = web.AppKey("manifests", ManifestService)
 SENDFILE = web.AppKey("sendfile", SendfilePool)
 SIGNING_KEYS = web.AppKey("signing_keys", SigningKeys)
+TOKENS = web.AppKey("tokens", TokenService)
+CONTENT = web.AppKey("content", ContentStore)

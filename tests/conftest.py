@@ -16,7 +16,13 @@ from tests.support import Client
 
 @pytest.fixture
 def origin_config(tmp_path: Path) -> OriginConfig:
-    return OriginConfig(listen="127.0.0.1:0", data_dir=tmp_path / "origin")
+    # Cheap password hashing: the tests check behaviour, not argon2's cost.
+    return OriginConfig(
+        listen="127.0.0.1:0",
+        data_dir=tmp_path / "origin",
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+    )
 
 
 @pytest.fixture

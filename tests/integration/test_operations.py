@@ -108,6 +108,9 @@ async def test_one_json_log_line_per_request_with_its_id(origin_process: OriginP
     assert tagged["status"] == 200
     assert tagged["method"] == "GET"
     assert "hunter2" not in text
+    admin_password = (proc.data_dir / "admin-password").read_text().strip()
+    assert admin_password not in text
+    assert any(e.get("password_file") for e in lines)  # where it is, never what
     assert "secret-in-query" not in text
 
 
