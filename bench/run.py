@@ -231,6 +231,13 @@ class Server:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    # Wharf requires a token on /v2/: a bearer header for curl/wrk/ab/aiohttp, creds for skopeo.
+    headers: dict[str, str] = field(default_factory=dict)
+    creds: str | None = None
+
+    def header_flags(self) -> list[str]:
+        return [arg for k, v in self.headers.items() for arg in ("-H", f"{k}: {v}")]
 
     @property
     def url(self) -> str:
@@ -248,6 +255,7 @@ class Server:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
                 start_new_session=True,  # its own process group, so killpg reaches every worker
             )
 
@@ -334,6 +342,8 @@ def make_servers(scratch: Path) -> dict[str, Server]:
             str(scratch / "wharf"),
         ],
         wharf_version(),
+        # One token lasts the whole run; wharf verifies it once and caches the grant.
+        env={"WHARF_ORIGIN_TOKEN_TTL_SECONDS": "86400"},
     )
     dist_port = free_port()
     dist_dir = scratch / "distribution"
@@ -484,10 +494,27 @@ async def push_blob(
             raise RuntimeError(f"PUT {url} ({size} bytes) -> {r.status} {await r.text()}")
 
 
+async def log_in(server: Server, data_dir: Path) -> None:
+    """Wharf: the admin's token for the benchmark repository, and creds for skopeo."""
+    password = (data_dir / "admin-password").read_text().strip()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{server.url}/auth/token",
+            params={"service": "wharf", "scope": f"repository:{REPO}:pull,push"},
+            headers={"Authorization": aiohttp.encode_basic_auth("admin", password)},
+        ) as r,
+    ):
+        if r.status != 200:
+            raise RuntimeError(f"{server.name}: token -> {r.status} {await r.text()}")
+        server.headers = {"Authorization": f"Bearer {(await r.json())['token']}"}
+    server.creds = f"admin:{password}"
+
+
 async def seed_registry(server: Server, data: Data) -> None:
     timeout = aiohttp.ClientTimeout(total=600, sock_read=120)
     base = server.url
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    async with aiohttp.ClientSession(timeout=timeout, headers=server.headers) as http:
         await push_blob(http, base, REPO, data.big_digest, data.big)
         for blob in data.small_blobs:
             await push_blob(http, base, REPO, sha256_bytes(blob), blob)
@@ -511,7 +538,8 @@ def seed_nginx(server: Server, scratch: Path, data: Data) -> None:
 
 async def verify(server: Server, data: Data) -> None:
     """Every server hands back identical bytes (this also warms each server's page cache)."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout, headers=server.headers) as http:
         async with http.get(server.url + data.manifest_path, headers={"Accept": OCI_MANIFEST}) as r:
             body = await r.read()
             if r.status != 200 or body != data.manifest:
@@ -635,7 +663,7 @@ class Result:
         return "; ".join(notes)
 
 
-def blob_get(url: str, clients: int, downloads: int, warm_up: bool) -> Run:
+def blob_get(url: str, clients: int, downloads: int, warm_up: bool, headers: list[str]) -> Run:
     """Aggregate MB/s (10^6 bytes/s) of ``clients`` concurrent curl processes.
 
     Each curl downloads the whole blob ``downloads`` times in a row on one keep-alive
@@ -643,8 +671,8 @@ def blob_get(url: str, clients: int, downloads: int, warm_up: bool) -> Run:
     """
     fmt = "%{http_code} %{size_download} %{speed_download}\n"
     if warm_up:
-        subprocess.run(client("curl", "-sf", "-o", "/dev/null", url), check=True)
-    argv = client("curl", "-s", "-w", fmt, *(["-o", "/dev/null", url] * downloads))
+        subprocess.run(client("curl", "-sf", *headers, "-o", "/dev/null", url), check=True)
+    argv = client("curl", "-s", *headers, "-w", fmt, *(["-o", "/dev/null", url] * downloads))
     start = time.perf_counter()
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(clients)]
     try:
@@ -672,11 +700,11 @@ def blob_get(url: str, clients: int, downloads: int, warm_up: bool) -> Run:
     )
 
 
-def manifest_rps(url: str, seconds: int, warm_up: bool) -> Run:
+def manifest_rps(url: str, seconds: int, warm_up: bool, headers: list[str]) -> Run:
     accept = f"Accept: {OCI_MANIFEST}"
     warm_requests = 0
     if warm_up:  # 2 s, not in the sample: connections, caches, allocator
-        warm = run(client("wrk", "-t1", "-c64", "-d2s", "-H", accept, url))
+        warm = run(client("wrk", "-t1", "-c64", "-d2s", "-H", accept, *headers, url))
         warm_count = re.search(r"(\d+) requests in", warm)
         warm_requests = int(warm_count[1]) if warm_count else 0
     out = run(
@@ -690,6 +718,7 @@ def manifest_rps(url: str, seconds: int, warm_up: bool) -> Run:
             "--latency",
             "-H",
             accept,
+            *headers,
             url,
         )
     )
@@ -706,11 +735,12 @@ def manifest_rps(url: str, seconds: int, warm_up: bool) -> Run:
     return Run(float(rps[1]), int(count[1]) + warm_requests, note)
 
 
-def head_rps(url: str, requests: int, warm_up: bool) -> Run:
+def head_rps(url: str, requests: int, warm_up: bool, headers: list[str]) -> Run:
     warm_requests = requests // 10 if warm_up else 0
+    ab = ["ab", "-q", "-i", "-k", "-c", "64", *headers]
     if warm_up:  # not in the sample
-        run(client("ab", "-q", "-i", "-k", "-c", "64", "-n", str(warm_requests), url))
-    out = run(client("ab", "-q", "-i", "-k", "-c", "64", "-n", str(requests), url))
+        run(client(*ab, "-n", str(warm_requests), url))
+    out = run(client(*ab, "-n", str(requests), url))
     failed = re.search(r"Failed requests:\s+(\d+)", out)
     non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
     if (failed and int(failed[1])) or non2xx:
@@ -750,6 +780,7 @@ def skopeo_push(server: Server, layout: Path) -> Run:
             "--quiet",
             "--insecure-policy",
             "--dest-tls-verify=false",
+            *(["--dest-creds", server.creds] if server.creds else []),
             f"oci:{layout}:v1",
             dest,
         ),
@@ -1022,11 +1053,14 @@ def measure(
 
     def steps(server: Server, first: bool) -> dict[str, Callable[[], Run]]:
         blob = server.url + data.blob_path
+        h = server.header_flags()
         found: dict[str, Callable[[], Run]] = {
-            "blob1": partial(blob_get, blob, 1, args.downloads1, first),
-            "blob8": partial(blob_get, blob, 8, args.downloads8, first),
-            "manifest": partial(manifest_rps, server.url + data.manifest_path, args.seconds, first),
-            "head": partial(head_rps, server.url + data.small_blob_path, args.requests, first),
+            "blob1": partial(blob_get, blob, 1, args.downloads1, first, h),
+            "blob8": partial(blob_get, blob, 8, args.downloads8, first, h),
+            "manifest": partial(
+                manifest_rps, server.url + data.manifest_path, args.seconds, first, h
+            ),
+            "head": partial(head_rps, server.url + data.small_blob_path, args.requests, first, h),
         }
         if server.registry:
             found["push"] = partial(skopeo_push, server, data.push_layout)
@@ -1109,6 +1143,7 @@ def main() -> int:
         )
         servers = make_servers(scratch)
         with running(servers, scratch):
+            asyncio.run(log_in(servers["wharf"], scratch / "wharf"))
             for server in servers.values():
                 if server.registry:
                     asyncio.run(seed_registry(server, data))

@@ -15,6 +15,8 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry, Gauge
 
+from ocicore.auth.enforce import bearer_middleware
+from ocicore.auth.tokens import TokenVerifier
 from ocicore.cas import ContentStore
 from ocicore.web.health import Readiness, add_health_routes
 from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
@@ -36,6 +38,7 @@ from origin.keys import (
     SIGNING_KEYS,
     TOKENS,
     UPLOADS,
+    VERIFIER,
 )
 from origin.metadata.access import AccessStore
 from origin.metadata.db import create_engine, migrate
@@ -82,6 +85,7 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
     accounts = AccountService(AccessStore(app[META].engine), hasher)
     await ensure_admin(accounts, config.data_dir)
     app[SIGNING_KEYS] = keys
+    app[VERIFIER] = TokenVerifier(keys.public_keys(), config.auth_issuer, config.auth_service)
     app[TOKENS] = TokenService(
         accounts, keys, config.auth_issuer, config.auth_service, config.token_ttl_seconds
     )
@@ -129,6 +133,10 @@ async def token(request: web.Request) -> web.Response:
     return await request.app[TOKENS].handle(request)
 
 
+def _verifier(app: web.Application) -> TokenVerifier:
+    return app[VERIFIER]
+
+
 def _readiness(app: web.Application) -> Readiness:
     async def database() -> None:
         await app[META].ping()
@@ -142,7 +150,12 @@ def _readiness(app: web.Application) -> Readiness:
 
 
 def create_app(config: OriginConfig) -> web.Application:
-    app = web.Application(middlewares=[oci_middleware()])
+    app = web.Application(
+        middlewares=[
+            oci_middleware(),
+            bearer_middleware(_verifier, config.auth_realm or None, config.auth_service),
+        ]
+    )
     app[CONFIG] = config
     app[METRICS] = HttpMetrics.create("origin", CollectorRegistry())
     config.data_dir.mkdir(parents=True, exist_ok=True)

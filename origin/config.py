@@ -40,6 +40,7 @@ class OriginConfig:
     small_blob_cache_bytes: int = 64 * MiB
     auth_service: str = "wharf"  # the token audience, and `service` in auth challenges
     auth_issuer: str = "wharf-origin"
+    auth_realm: str = ""  # the token endpoint clients are sent to; empty: this host's /auth/token
     token_ttl_seconds: float = 300.0
     # argon2id cost of password hashes (RFC 9106's second recommendation by default).
     argon2_time_cost: int = 3

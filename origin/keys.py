@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ocicore.auth.tokens import TokenVerifier
 from ocicore.cas import ContentStore
 from ocicore.web.sendfile import SendfilePool
 from origin.auth.signing import SigningKeys
@@ -23,3 +24,4 @@ SENDFILE = web.AppKey("sendfile", SendfilePool)
 SIGNING_KEYS = web.AppKey("signing_keys", SigningKeys)
 TOKENS = web.AppKey("tokens", TokenService)
 CONTENT = web.AppKey("content", ContentStore)
+VERIFIER = web.AppKey("verifier", TokenVerifier)

@@ -11,7 +11,7 @@ from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app
 from origin.config import OriginConfig
 from tests.process import OriginProcess
-from tests.support import Client
+from tests.support import Client, admin_auth
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ async def origin(aiohttp_client: AiohttpClient, origin_config: OriginConfig) -> 
     server = TestServer(create_app(origin_config))
     # Our access logger, as in production: it also records the HTTP metrics.
     await server.start_server(access_log_class=AccessLogger)
-    return await aiohttp_client(server)
+    return await aiohttp_client(server, middlewares=(admin_auth(origin_config.data_dir),))
 
 
 @pytest.fixture

@@ -8,14 +8,18 @@ import hashlib
 import io
 import json
 import os
+import re
 import sqlite3
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientResponse, ClientSession
+from aiohttp import ClientRequest, ClientResponse, ClientSession, encode_basic_auth
+from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -210,3 +214,71 @@ def write_oci_layout(folder: Path, tag: str, layer_files: list[dict[str, bytes]]
     (folder / "index.json").write_text(json.dumps(index))
     (folder / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     return digest
+
+
+_REPOSITORY = re.compile(r"^/v2/(.+)/(?:blobs|manifests|tags|referrers)(?:/|$)")
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def registry_auth(username: str, password: Callable[[], str]) -> ClientMiddlewareType:
+    """Docker token auth as registry clients do it, for aiohttp sessions.
+
+    A Bearer challenge is answered with a token from the realm it names (asking for pull, push
+    and delete on the repository at once), and that token is sent with every later request for
+    the same repository, so requests with streamed bodies rarely need a retry.
+    """
+    tokens: dict[str, str] = {}
+
+    def key(url: URL) -> str:
+        match = _REPOSITORY.match(url.path)
+        return match[1] if match else url.path
+
+    async def middleware(req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        repo = key(req.url)
+        if repo in tokens:
+            req.headers["Authorization"] = f"Bearer {tokens[repo]}"
+        response = await handler(req)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status != 401 or not challenge.startswith("Bearer "):
+            return response
+        params = dict(_CHALLENGE.findall(challenge))
+        query = {"service": params["service"]}
+        if "scope" in params:
+            scope = params["scope"]
+            query["scope"] = (
+                scope.rsplit(":", 1)[0] + ":pull,push,delete"
+                if scope.startswith("repository:")
+                else scope
+            )
+        async with req.session.get(
+            params["realm"],
+            params=query,
+            headers={"Authorization": encode_basic_auth(username, password())},
+            middlewares=(),
+        ) as r:
+            if r.status != 200:
+                return response
+            tokens[repo] = str((await r.json())["token"])
+        response.release()
+        req.headers["Authorization"] = f"Bearer {tokens[repo]}"
+        return await handler(req)
+
+    return middleware
+
+
+def admin_auth(data_dir: Path) -> ClientMiddlewareType:
+    """Token auth as the admin the origin created on its first start."""
+    return registry_auth("admin", lambda: (data_dir / "admin-password").read_text().strip())
+
+
+async def token_for(client: Client | ClientSession, data_dir: Path, *scopes: str) -> str:
+    """A bearer token for the admin with exactly ``scopes``."""
+    password = (data_dir / "admin-password").read_text().strip()
+    async with client.get(
+        "/auth/token",
+        params=[("service", "wharf"), *(("scope", s) for s in scopes)],
+        headers={"Authorization": encode_basic_auth("admin", password)},
+        middlewares=(),
+    ) as r:
+        assert r.status == 200, await r.text()
+        return str((await r.json())["token"])

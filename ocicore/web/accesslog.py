@@ -53,7 +53,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         routed = _routed(request)
         route = route_of(routed)
-        received = request.get(BYTES_IN) or request.content_length or 0
+        received = request.get(BYTES_IN, 0)  # what was read, not what was announced
         sent = response.content_length or 0
         if routed is not None:
             time = perf_counter() - routed[STARTED]

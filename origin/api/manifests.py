@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ocicore.errors import ErrorCode, OCIError
+from ocicore.web.middleware import BYTES_IN
 from origin.api.common import repo
 from origin.keys import CONFIG, MANIFESTS
 from origin.registry.manifests import parse_reference
@@ -26,10 +27,13 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise too_big
     data = bytearray()
-    async for chunk in request.content.iter_any():
-        data += chunk
-        if len(data) > limit:
-            raise too_big
+    try:
+        async for chunk in request.content.iter_any():
+            data += chunk
+            if len(data) > limit:
+                raise too_big
+    finally:
+        request[BYTES_IN] = len(data)
     return bytes(data)
 
 

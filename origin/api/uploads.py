@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ocicore.auth.enforce import GRANT
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.names import validate_name
 from origin.api.common import body, content_range, digest_param, repo
@@ -32,8 +33,10 @@ async def start(request: web.Request) -> web.Response:
     if mount is not None:
         digest = digest_param(mount)
         source = request.query.get("from")
-        if source is not None and await request.app[BLOBS].mount(
-            name, digest, validate_name(source)
+        if (
+            source is not None
+            and request[GRANT].allows("repository", validate_name(source), "pull")
+            and await request.app[BLOBS].mount(name, digest, source)
         ):
             return _created(name, str(digest))
     elif "digest" in request.query:

@@ -7,11 +7,14 @@ the account exists or not, so a login attempt does not reveal which names are ta
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
+import secrets
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cachetools import TTLCache
 
 from origin.auth.policy import Actor
 from origin.metadata.access import AccessStore
@@ -20,6 +23,7 @@ from origin.metadata.access import AccessStore
 _ACCOUNT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
 MAX_ACCOUNT_LENGTH = 64
 MAX_PASSWORD_LENGTH = 1024
+RECENT_LOGIN_SECONDS = 60.0
 
 
 def validate_account_name(name: str) -> str:
@@ -33,6 +37,14 @@ class AccountService:
         self.store = store
         self.hasher = hasher or PasswordHasher()
         self._dummy = self.hasher.hash("not a password anyone has")
+        # Clients ask for a token per push or pull, each with the same Basic credentials; an
+        # argon2 check costs ~100 ms of CPU. A success is remembered briefly under a keyed
+        # hash of the credentials (never the password itself); failures never are.
+        self._recent: TTLCache[bytes, Actor] = TTLCache(maxsize=4096, ttl=RECENT_LOGIN_SECONDS)
+        self._key = secrets.token_bytes(32)
+
+    def _fingerprint(self, name: str, password: str) -> bytes:
+        return hashlib.blake2b(f"{name}\0{password}".encode(), key=self._key).digest()
 
     async def create_user(self, name: str, password: str, *, is_admin: bool = False) -> int:
         validate_account_name(name)
@@ -48,6 +60,10 @@ class AccountService:
 
     async def authenticate(self, name: str, password: str) -> Actor | None:
         """The actor for a name and password, or None (same cost either way)."""
+        fingerprint = self._fingerprint(name, password)
+        remembered = self._recent.get(fingerprint)
+        if remembered is not None:
+            return remembered
         account = await self.store.find_account(name[: MAX_ACCOUNT_LENGTH + 64])
         usable = (
             account is not None
@@ -61,7 +77,9 @@ class AccountService:
         ok = await asyncio.to_thread(self._verify, stored, password[:MAX_PASSWORD_LENGTH])
         if not (ok and usable and account is not None):
             return None
-        return Actor(account.id, account.name, account.is_admin)
+        actor = Actor(account.id, account.name, account.is_admin)
+        self._recent[fingerprint] = actor
+        return actor
 
     def _verify(self, stored: str, password: str) -> bool:
         try:

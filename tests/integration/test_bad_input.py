@@ -27,6 +27,7 @@ from tests.support import (
     raw_request,
     sha256,
     snapshot,
+    token_for,
 )
 
 NAME = "team/app"
@@ -38,6 +39,11 @@ SESSION_BYTES = b"x" * 1000
 class World:
     client: Client
     session: str  # Location of an upload session holding SESSION_BYTES
+    token: str  # the admin's, for NAME: raw requests carry it themselves
+
+    def host(self) -> str:
+        """Headers every raw request starts with (the token, so errors are not 401s)."""
+        return f"Host: x\nAuthorization: Bearer {self.token}\n"
 
     @property
     def port(self) -> int:
@@ -67,7 +73,8 @@ def manifest_put(body: bytes, reference: str = "bad", media_type: str = OCI_MANI
 
 def raw(template: str, body: bytes = b"") -> Case:
     async def case(w: World) -> RawResponse:
-        head = template.format(session=w.session, name=NAME).replace("\n", "\r\n")
+        head = template.format(session=w.session, name=NAME).replace("Host: x\n", w.host())
+        head = head.replace("\n", "\r\n")
         return await raw_request(w.port, head.encode() + b"\r\n" + body)
 
     return case
@@ -80,7 +87,7 @@ def lying_length(data: bytes, length_header: str) -> Case:
         reader, writer = await asyncio.open_connection("127.0.0.1", w.port)
         head = (
             f"POST /v2/{NAME}/blobs/uploads/?digest={sha256(data)} HTTP/1.1\n"
-            f"Host: x\n{length_header}\n"
+            f"{w.host()}{length_header}\n"
         ).replace("\n", "\r\n")
         announced = int(length_header.split(":")[1]) if length_header else 0
         writer.write(head.encode() + data[:announced])
@@ -295,13 +302,14 @@ CASES: dict[str, tuple[Case, int, str | None]] = {
 
 
 @pytest.fixture
-async def world(origin: Client) -> World:
+async def world(origin: Client, origin_config: OriginConfig) -> World:
     await push_image(origin, NAME, "v1", IMAGE)
     async with origin.post(f"/v2/{NAME}/blobs/uploads/") as r:
         session = r.headers["Location"]
     async with origin.patch(session, data=SESSION_BYTES) as r:
         assert r.status == 202
-    return World(origin, session)
+    scope = f"repository:{NAME}:pull,push,delete"
+    return World(origin, session, await token_for(origin, origin_config.data_dir, scope))
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -326,11 +334,11 @@ async def test_a_body_cut_short_stores_nothing(world: World, origin_config: Orig
     before = snapshot(origin_config.data_dir)
     data = b"q" * 1000
     _, writer = await asyncio.open_connection("127.0.0.1", world.port)
-    writer.write(
-        f"POST /v2/{NAME}/blobs/uploads/?digest={sha256(data)} HTTP/1.1\r\n"
-        f"Host: x\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-        + data[:100]
+    head = (
+        f"POST /v2/{NAME}/blobs/uploads/?digest={sha256(data)} HTTP/1.1\n{world.host()}"
+        f"Content-Length: {len(data)}\n\n"
     )
+    writer.write(head.replace("\n", "\r\n").encode() + data[:100])
     await writer.drain()
     writer.close()
     await asyncio.sleep(0.3)

@@ -14,7 +14,7 @@ from aiohttp.pytest_plugin import AiohttpClient
 
 from origin.app import create_app
 from origin.config import OriginConfig
-from tests.support import Client, error_code, push_blob, sha256
+from tests.support import Client, admin_auth, error_code, push_blob, sha256, token_for
 
 
 async def test_base_endpoint_announces_the_api_version(origin: Client) -> None:
@@ -160,9 +160,16 @@ async def test_cancelled_upload_is_gone(origin: Client) -> None:
         assert await error_code(r) == "BLOB_UPLOAD_UNKNOWN"
 
 
-async def test_cross_repository_mount(origin: Client) -> None:
+async def test_cross_repository_mount(origin: Client, origin_config: OriginConfig) -> None:
     digest = await push_blob(origin, "src/app", b"shared layer")
-    async with origin.post(f"/v2/dst/app/blobs/uploads/?mount={digest}&from=src/app") as r:
+    url = f"/v2/dst/app/blobs/uploads/?mount={digest}&from=src/app"
+    push_only = await token_for(origin, origin_config.data_dir, "repository:dst/app:pull,push")
+    async with origin.post(url, headers={"Authorization": f"Bearer {push_only}"}) as r:
+        assert r.status == 202  # may not read the source: no mount, an upload session instead
+    both = await token_for(
+        origin, origin_config.data_dir, "repository:dst/app:pull,push", "repository:src/app:pull"
+    )
+    async with origin.post(url, headers={"Authorization": f"Bearer {both}"}) as r:
         assert r.status == 201
         assert r.headers["Location"] == f"/v2/dst/app/blobs/{digest}"
     async with origin.get(f"/v2/dst/app/blobs/{digest}") as r:
@@ -194,7 +201,7 @@ async def test_wrong_digest_at_the_end_leaves_the_session_to_retry(origin: Clien
 
 async def test_abandoned_uploads_expire(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     config = OriginConfig(listen="127.0.0.1:0", data_dir=tmp_path / "o", upload_ttl_seconds=1.0)
-    client = await aiohttp_client(create_app(config))
+    client = await aiohttp_client(create_app(config), middlewares=(admin_auth(tmp_path / "o"),))
     async with client.post("/v2/r/blobs/uploads/") as r:
         location = r.headers["Location"]
     async with client.patch(location, data=b"abandoned") as r:
@@ -208,7 +215,9 @@ async def test_abandoned_uploads_expire(aiohttp_client: AiohttpClient, tmp_path:
     assert list((tmp_path / "o" / "uploads").iterdir()) == []
 
 
-async def test_a_client_leaving_mid_download_disturbs_no_one(origin: Client) -> None:
+async def test_a_client_leaving_mid_download_disturbs_no_one(
+    origin: Client, origin_config: OriginConfig
+) -> None:
     data = os.urandom(32 << 20)
     async with origin.post(
         f"/v2/r/blobs/uploads/?digest={sha256(data)}", data=io.BytesIO(data)
@@ -216,8 +225,12 @@ async def test_a_client_leaving_mid_download_disturbs_no_one(origin: Client) -> 
         assert r.status == 201
     port = origin.port
     assert port is not None
+    token = await token_for(origin, origin_config.data_dir, "repository:r:pull")
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /v2/r/blobs/{sha256(data)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(
+        f"GET /v2/r/blobs/{sha256(data)} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
     await reader.readexactly(1 << 20)  # headers and the first bytes, then hang up
     writer.close()
     async with origin.get(f"/v2/r/blobs/{sha256(data)}") as r:

@@ -11,13 +11,15 @@ import aiohttp
 import pytest
 
 from tests.process import OriginProcess
-from tests.support import make_image, push_image, sha256
+from tests.support import admin_auth, make_image, push_image, sha256
 
 pytestmark = pytest.mark.fault
 
 
 async def session_for(origin_process: OriginProcess) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(base_url=origin_process.url)
+    return aiohttp.ClientSession(
+        base_url=origin_process.url, middlewares=(admin_auth(origin_process.data_dir),)
+    )
 
 
 async def test_chunked_upload_continues_after_a_crash(origin_process: OriginProcess) -> None:
@@ -105,6 +107,8 @@ async def test_sigterm_lets_requests_in_flight_finish(origin_process: OriginProc
         yield data[1 << 20 :]
 
     async with await session_for(origin_process) as http:
+        async with http.head(f"/v2/r/blobs/{sha256(data)}") as r:  # log in before streaming
+            assert r.status == 404
         push = asyncio.create_task(
             http.post(f"/v2/r/blobs/uploads/?digest={sha256(data)}", data=slow_body())
         )

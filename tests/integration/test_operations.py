@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.process import OriginProcess
-from tests.support import Client, make_image, push_blob, push_image, sha256
+from tests.support import Client, admin_auth, make_image, push_blob, push_image, sha256
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -86,7 +86,9 @@ async def test_readiness_fails_when_storage_is_gone(origin: Client, tmp_path: Pa
 async def test_one_json_log_line_per_request_with_its_id(origin_process: OriginProcess) -> None:
     proc = origin_process
     try:
-        async with aiohttp.ClientSession(base_url=proc.url) as http:
+        async with aiohttp.ClientSession(
+            base_url=proc.url, middlewares=(admin_auth(proc.data_dir),)
+        ) as http:
             await push_image(http, "logged/app", "v1", make_image("log"))
             async with http.get(
                 "/v2/logged/app/manifests/v1?token=secret-in-query",

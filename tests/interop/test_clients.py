@@ -10,12 +10,13 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.process import OriginProcess
-from tests.support import write_oci_layout
+from tests.support import admin_auth, write_oci_layout
 
 pytestmark = pytest.mark.interop
 
@@ -44,7 +45,12 @@ def layout_digest(folder: Path) -> str:
     return str(json.loads((folder / "index.json").read_text())["manifests"][0]["digest"])
 
 
-async def skopeo_copy(src: str, dst: str) -> None:
+def creds(origin: OriginProcess) -> str:
+    """``admin:<password>`` for the clients' --creds flags (Distribution ignores them)."""
+    return "admin:" + (origin.data_dir / "admin-password").read_text().strip()
+
+
+async def skopeo_copy(src: str, dst: str, credentials: str) -> None:
     await run(
         "skopeo",
         "copy",
@@ -52,9 +58,20 @@ async def skopeo_copy(src: str, dst: str) -> None:
         "--preserve-digests",
         "--src-tls-verify=false",
         "--dest-tls-verify=false",
+        "--src-creds",
+        credentials,
+        "--dest-creds",
+        credentials,
         src,
         dst,
     )
+
+
+async def skopeo_inspect(reference: str, credentials: str, *flags: str) -> Any:
+    out = await run(
+        "skopeo", "inspect", "--tls-verify=false", "--creds", credentials, *flags, reference
+    )
+    return json.loads(out)
 
 
 async def test_skopeo_copies_a_multi_layer_image_in_and_out(
@@ -62,14 +79,16 @@ async def test_skopeo_copies_a_multi_layer_image_in_and_out(
 ) -> None:
     host = origin_process.url.removeprefix("http://")
     digest = write_oci_layout(tmp_path / "in", "v1", layers())
-    await skopeo_copy(f"oci:{tmp_path / 'in'}:v1", f"docker://{host}/team/app:v1")
-    await skopeo_copy(f"docker://{host}/team/app:v1", f"oci:{tmp_path / 'out'}:v1")
+    await skopeo_copy(
+        f"oci:{tmp_path / 'in'}:v1", f"docker://{host}/team/app:v1", creds(origin_process)
+    )
+    await skopeo_copy(
+        f"docker://{host}/team/app:v1", f"oci:{tmp_path / 'out'}:v1", creds(origin_process)
+    )
     assert layout_digest(tmp_path / "out") == digest
     for blob in (tmp_path / "in" / "blobs" / "sha256").iterdir():
         assert (tmp_path / "out" / "blobs" / "sha256" / blob.name).read_bytes() == blob.read_bytes()
-    inspected = json.loads(
-        await run("skopeo", "inspect", "--tls-verify=false", f"docker://{host}/team/app:v1")
-    )
+    inspected = await skopeo_inspect(f"docker://{host}/team/app:v1", creds(origin_process))
     assert inspected["Digest"] == digest
     assert len(inspected["Layers"]) == 3
 
@@ -111,24 +130,27 @@ async def test_podman_pulls_and_pushes(
 ) -> None:
     host = origin_process.url.removeprefix("http://")
     digest = write_oci_layout(tmp_path / "in", "v1", layers())
-    await skopeo_copy(f"oci:{tmp_path / 'in'}:v1", f"docker://{host}/team/app:v1")
+    await skopeo_copy(
+        f"oci:{tmp_path / 'in'}:v1", f"docker://{host}/team/app:v1", creds(origin_process)
+    )
     storage = podman_storage
-    await run(*podman(storage, "pull", "--tls-verify=false", f"{host}/team/app:v1"))
+    login = ("--tls-verify=false", "--creds", creds(origin_process))
+    await run(*podman(storage, "pull", *login, f"{host}/team/app:v1"))
     pulled = await run(
         *podman(storage, "image", "inspect", "--format", "{{.Digest}}", f"{host}/team/app:v1")
     )
     assert pulled.strip() == digest
     await run(*podman(storage, "tag", f"{host}/team/app:v1", f"{host}/team/copy:v2"))
-    await run(*podman(storage, "push", "--tls-verify=false", f"{host}/team/copy:v2"))
+    await run(*podman(storage, "push", *login, f"{host}/team/copy:v2"))
     async with (
-        aiohttp.ClientSession(base_url=origin_process.url) as http,
+        aiohttp.ClientSession(
+            base_url=origin_process.url, middlewares=(admin_auth(origin_process.data_dir),)
+        ) as http,
         http.get("/v2/team/copy/tags/list") as r,
     ):
         assert (await r.json())["tags"] == ["v2"]
-    config = json.loads(
-        await run(
-            "skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{host}/team/copy:v2"
-        )
+    config = await skopeo_inspect(
+        f"docker://{host}/team/copy:v2", creds(origin_process), "--config"
     )
     assert len(config["rootfs"]["diff_ids"]) == 3
 
@@ -177,11 +199,19 @@ async def test_images_move_between_wharf_and_distribution_unchanged(
 ) -> None:
     host = origin_process.url.removeprefix("http://")
     digest = write_oci_layout(tmp_path / "in", "v1", layers())
-    await skopeo_copy(f"oci:{tmp_path / 'in'}:v1", f"docker://{distribution}/peer/app:v1")
-    await skopeo_copy(f"docker://{distribution}/peer/app:v1", f"docker://{host}/peer/app:v1")
-    await skopeo_copy(f"docker://{host}/peer/app:v1", f"docker://{distribution}/peer/back:v1")
+    await skopeo_copy(
+        f"oci:{tmp_path / 'in'}:v1", f"docker://{distribution}/peer/app:v1", creds(origin_process)
+    )
+    await skopeo_copy(
+        f"docker://{distribution}/peer/app:v1",
+        f"docker://{host}/peer/app:v1",
+        creds(origin_process),
+    )
+    await skopeo_copy(
+        f"docker://{host}/peer/app:v1",
+        f"docker://{distribution}/peer/back:v1",
+        creds(origin_process),
+    )
     for registry, name in ((host, "peer/app"), (distribution, "peer/back")):
-        inspected = json.loads(
-            await run("skopeo", "inspect", "--tls-verify=false", f"docker://{registry}/{name}:v1")
-        )
+        inspected = await skopeo_inspect(f"docker://{registry}/{name}:v1", creds(origin_process))
         assert inspected["Digest"] == digest

@@ -9,12 +9,14 @@ import types
 import urllib.parse
 from pathlib import Path
 
+import aiohttp
 import oras.client
 import oras.decorator
 import oras.oci
 import pytest
 
 from tests.process import OriginProcess
+from tests.support import token_for
 
 pytestmark = pytest.mark.interop
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -30,9 +32,12 @@ def quick_failures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.docker/config.json of the host
 
 
-def push_and_discover(host: str, work: Path) -> None:
+def push_and_discover(host: str, work: Path, token: str) -> None:
     repo = f"{host}/demo/app"
     client = oras.client.OrasClient(hostname=host, insecure=True)
+    # oras-py keeps one token per client and answers a 401 by resending it, so a token asked
+    # for one scope (pull, at the first HEAD) never grows to push: hand it the whole scope.
+    client.auth.set_token_auth(token)
     (work / "hello.txt").write_text("hello wharf\n")
     resp = client.push(
         target=f"{repo}:v1",
@@ -105,4 +110,6 @@ async def test_oras_pushes_referrers_and_finds_them(
     origin_process: OriginProcess, tmp_path: Path
 ) -> None:
     host = origin_process.url.removeprefix("http://")
-    await asyncio.to_thread(push_and_discover, host, tmp_path)
+    async with aiohttp.ClientSession(base_url=origin_process.url) as http:
+        token = await token_for(http, origin_process.data_dir, "repository:demo/app:pull,push")
+    await asyncio.to_thread(push_and_discover, host, tmp_path, token)
