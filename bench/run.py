@@ -1024,6 +1024,9 @@ above 1.00 means wharf is faster; for the push time (seconds) below 1.00 means w
   uploading. nginx has no registry API: n/a.
 - Durability differs: wharf fsyncs each upload and the blob directory before answering;
   Distribution's filesystem driver does not fsync.
+- Auth differs: wharf requires a bearer token on every /v2/ request (curl, wrk and ab send the
+  admin's token for bench/app; skopeo logs in with --dest-creds and fetches tokens itself);
+  Distribution and nginx run without auth.
 - Logging: wharf writes one JSON line per request (default level info), Distribution its access
   log line per request; nginx's access log is off.
 - Why Distribution is slow on small requests (observed separately while building this
