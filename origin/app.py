@@ -158,7 +158,7 @@ def create_app(config: OriginConfig) -> web.Application:
     )
     app[CONFIG] = config
     app[METRICS] = HttpMetrics.create("origin", CollectorRegistry())
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # hashes and keys inside
     app[CONTENT] = ContentStore(config.data_dir)
     app.cleanup_ctx.extend([_database, _auth, _sendfile_pool, _upload_reaper])
     add_health_routes(app, _readiness(app))
