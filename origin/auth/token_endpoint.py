@@ -18,6 +18,7 @@ from ocicore.errors import ErrorCode, OCIError
 from origin.auth.accounts import AccountService
 from origin.auth.policy import ANONYMOUS, Actor, allowed_actions
 from origin.auth.signing import SigningKeys
+from origin.auth.throttle import LoginThrottle
 
 MAX_SCOPES = 32
 
@@ -44,7 +45,9 @@ class TokenService:
         issuer: str,
         service: str,
         ttl: float,
+        throttle: LoginThrottle | None = None,
     ) -> None:
+        self.throttle = throttle or LoginThrottle()
         self.accounts = accounts
         self.keys = keys
         self.issuer = issuer
@@ -76,8 +79,16 @@ class TokenService:
         credentials = basic_credentials(request.headers.get("Authorization"))
         actor = ANONYMOUS
         if credentials is not None:
+            address = request.remote or "unknown"
+            if self.throttle.blocked(credentials[0], address):
+                raise OCIError(
+                    ErrorCode.TOOMANYREQUESTS,
+                    "too many failed logins; try again later",
+                    headers={"Retry-After": str(int(self.throttle.limits.window_seconds))},
+                )
             found = await self.accounts.authenticate(*credentials)
             if found is None:
+                self.throttle.failed(credentials[0], address)
                 raise OCIError(
                     ErrorCode.UNAUTHORIZED,
                     "invalid credentials",

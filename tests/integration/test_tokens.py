@@ -103,3 +103,20 @@ async def test_bad_requests(origin: Client) -> None:
         async with origin.get("/auth/token", params=params) as r:
             assert r.status == 403
             assert await error_code(r) == "DENIED"
+
+
+async def test_failed_logins_are_throttled_per_account(
+    origin: Client, origin_config: OriginConfig
+) -> None:
+    for _ in range(10):
+        async with origin.get("/auth/token", headers=basic("admin", "guess")) as r:
+            assert r.status == 401
+    right = basic("admin", admin_password(origin_config))
+    async with origin.get("/auth/token", headers=right, middlewares=()) as r:
+        assert r.status == 429  # even the right password, until the window passes
+        assert await error_code(r) == "TOOMANYREQUESTS"
+        assert int(r.headers["Retry-After"]) > 0
+    accounts = accounts_of(origin)
+    await accounts.create_user("carol", "carols-pass")
+    async with origin.get("/auth/token", headers=basic("carol", "carols-pass")) as r:
+        assert r.status == 200  # other accounts are unaffected
