@@ -58,6 +58,33 @@ class AccountService:
     async def create_organization(self, name: str) -> int:
         return await self.store.create_account(validate_account_name(name), "organization")
 
+    async def create_robot(
+        self, owner: str, name: str, expires_at: datetime | None = None
+    ) -> tuple[str, str]:
+        """A robot ``<owner>+<name>`` and its generated secret (shown once, stored hashed)."""
+        found = await self.store.find_account(owner)
+        if found is None or found.kind not in ("organization", "user"):
+            raise ValueError(f"no organization or user {owner!r}")
+        robot = f"{owner}+{validate_account_name(name)}"
+        secret = secrets.token_urlsafe(32)
+        digest = await asyncio.to_thread(self.hasher.hash, secret)
+        await self.store.create_account(
+            robot, "robot", password_hash=digest, owner_id=found.id, expires_at=expires_at
+        )
+        return robot, secret
+
+    async def rotate_secret(self, robot: str) -> str:
+        """A new secret for the robot; the old one stops working at once."""
+        found = await self.store.find_account(robot)
+        if found is None or found.kind != "robot":
+            raise ValueError(f"no robot {robot!r}")
+        secret = secrets.token_urlsafe(32)
+        await self.store.set_password_hash(
+            found.id, await asyncio.to_thread(self.hasher.hash, secret)
+        )
+        self._recent.clear()  # no remembered login may outlive the secret it used
+        return secret
+
     async def authenticate(self, name: str, password: str) -> Actor | None:
         """The actor for a name and password, or None (same cost either way)."""
         fingerprint = self._fingerprint(name, password)

@@ -81,6 +81,14 @@ class AccessStore:
             row = (await conn.execute(query)).one_or_none()
         return Account(*row) if row else None
 
+    async def set_password_hash(self, account_id: int, password_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(password_hash=password_hash)
+            )
+
     async def create_team(self, organization_id: int, name: str, role: str) -> int:
         try:
             async with self.engine.begin() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,25 @@ async def test_organizations_teams_and_repository_roles(accounts: AccountService
     assert await can(accounts, bob, "bob/tools") == {"pull", "push", "delete"}
     assert await can(accounts, alice, "bob/tools") == set()
     assert await can(accounts, alice, "ghost/repo") == set()  # no such namespace
+
+
+async def test_robots_are_scoped_rotatable_and_expire(accounts: AccountService) -> None:
+    store = accounts.store
+    await accounts.create_organization("acme")
+    robot, secret = await accounts.create_robot("acme", "ci")
+    assert robot == "acme+ci"
+    actor = await accounts.authenticate(robot, secret)
+    assert actor is not None
+    await store.grant("acme/api", "write", account_id=actor.account_id)
+    assert await can(accounts, actor, "acme/api") == {"pull", "push"}
+    assert await can(accounts, actor, "acme/web") == set()  # only where it was granted
+
+    fresh = await accounts.rotate_secret(robot)
+    assert await accounts.authenticate(robot, secret) is None  # the old secret, at once
+    assert await accounts.authenticate(robot, fresh) is not None
+
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    expired, expired_secret = await accounts.create_robot("acme", "old", expires_at=past)
+    assert await accounts.authenticate(expired, expired_secret) is None
+    with pytest.raises(ValueError, match="no organization"):
+        await accounts.create_robot("nobody", "ci")

@@ -11,7 +11,7 @@ import pytest
 
 from origin.config import OriginConfig
 from origin.keys import TOKENS
-from tests.support import Client, error_code, make_image, push_image, token_for
+from tests.support import Client, error_code, make_image, push_image, registry_auth, token_for
 
 CHALLENGE = re.compile(r'^Bearer realm="http://127\.0\.0\.1:\d+/auth/token",service="wharf"')
 
@@ -101,3 +101,25 @@ async def test_the_catalog_is_for_admins(origin: Client, anonymous: aiohttp.Clie
         assert r.status == 401
     async with origin.get("/v2/_catalog") as r:  # the admin's client
         assert r.status == 200
+
+
+async def test_a_robot_works_only_where_it_was_granted(origin: Client) -> None:
+    app = origin.app
+    assert app is not None
+    accounts = app[TOKENS].accounts
+    await accounts.create_organization("acme")
+    robot, secret = await accounts.create_robot("acme", "ci")
+    found = await accounts.store.find_account(robot)
+    assert found is not None
+    await accounts.store.grant("acme/api", "write", account_id=found.id)
+    image = make_image("robot")
+    async with aiohttp.ClientSession(
+        base_url=str(origin.make_url("/")), middlewares=(registry_auth(robot, lambda: secret),)
+    ) as http:
+        await push_image(http, "acme/api", "v1", image)
+        async with http.get("/v2/acme/api/manifests/v1") as r:
+            assert await r.read() == image.manifest
+        async with http.post("/v2/acme/web/blobs/uploads/") as r:
+            assert r.status == 401  # asked again, still not granted: the client gives up
+        async with http.delete("/v2/acme/api/manifests/v1") as r:
+            assert r.status == 401  # write is not admin
