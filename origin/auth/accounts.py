@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import re
 import secrets
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ _ACCOUNT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
 MAX_ACCOUNT_LENGTH = 64
 MAX_PASSWORD_LENGTH = 1024
 RECENT_LOGIN_SECONDS = 60.0
+APP_TOKEN_PREFIX = "wharf_app_"  # noqa: S105 - a prefix, not a secret
+_APP_TOKEN = re.compile(r"^wharf_app_(\d{1,18})_([A-Za-z0-9_-]{20,100})$")
 
 
 def validate_account_name(name: str) -> str:
@@ -85,12 +88,53 @@ class AccountService:
         self._recent.clear()  # no remembered login may outlive the secret it used
         return secret
 
+    async def create_app_token(self, user: str, label: str) -> str:
+        """A new app-specific password for ``user`` (shown once; stored as its SHA-256)."""
+        found = await self.store.find_account(user)
+        if found is None or found.kind != "user":
+            raise ValueError(f"no user {user!r}")
+        secret = secrets.token_urlsafe(32)
+        token_id = await self.store.create_app_token(found.id, label[:255], _sha256(secret))
+        return f"{APP_TOKEN_PREFIX}{token_id}_{secret}"
+
+    async def revoke_app_token(self, user: str, token_id: int) -> bool:
+        found = await self.store.find_account(user)
+        if found is None:
+            return False
+        revoked = await self.store.revoke_app_token(found.id, token_id)
+        self._recent.clear()  # no remembered login may outlive its token
+        return revoked
+
+    async def _app_token_login(self, name: str, password: str) -> Actor | None:
+        match = _APP_TOKEN.match(password)
+        if match is None:
+            return None
+        token = await self.store.app_token(int(match[1]))
+        account = await self.store.find_account(name[: MAX_ACCOUNT_LENGTH + 64])
+        if token is None or account is None or token.account_id != account.id:
+            return None
+        if not hmac.compare_digest(token.secret_hash, _sha256(match[2])):
+            return None
+        if token.revoked_at is not None or account.disabled_at is not None:
+            return None
+        if token.expires_at is not None and _aware(token.expires_at) <= datetime.now(UTC):
+            return None
+        await self.store.touch_app_token(token.id)
+        return Actor(account.id, account.name, account.is_admin)
+
     async def authenticate(self, name: str, password: str) -> Actor | None:
-        """The actor for a name and password, or None (same cost either way)."""
+        """The actor for a name and a password or app token, or None.
+
+        A password check costs the same whether the account exists or not."""
         fingerprint = self._fingerprint(name, password)
         remembered = self._recent.get(fingerprint)
         if remembered is not None:
             return remembered
+        if password.startswith(APP_TOKEN_PREFIX):
+            actor = await self._app_token_login(name, password)
+            if actor is not None:
+                self._recent[fingerprint] = actor
+            return actor
         account = await self.store.find_account(name[: MAX_ACCOUNT_LENGTH + 64])
         usable = (
             account is not None
@@ -113,6 +157,10 @@ class AccountService:
             return self.hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return False
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _aware(moment: datetime) -> datetime:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, union, update
+from sqlalchemy import func, insert, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from origin.auth.policy import RepositoryFacts
 from origin.metadata.models import (
     accounts,
+    app_tokens,
     repositories,
     repository_permissions,
     team_members,
@@ -32,6 +33,18 @@ class Account:
     is_admin: bool
     expires_at: datetime | None
     disabled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppToken:
+    id: int
+    account_id: int
+    name: str
+    secret_hash: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
 
 
 class AccessStore:
@@ -88,6 +101,51 @@ class AccessStore:
                 .where(accounts.c.id == account_id)
                 .values(password_hash=password_hash)
             )
+
+    async def create_app_token(self, account_id: int, name: str, secret_hash: str) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                insert(app_tokens).values(account_id=account_id, name=name, secret_hash=secret_hash)
+            )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    async def app_tokens(self, account_id: int) -> list[AppToken]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(*app_tokens.c)
+                .where(app_tokens.c.account_id == account_id)
+                .order_by(app_tokens.c.id)
+            )
+            return [AppToken(*row) for row in rows]
+
+    async def app_token(self, token_id: int) -> AppToken | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(*app_tokens.c).where(app_tokens.c.id == token_id))
+            ).one_or_none()
+        return AppToken(*row) if row else None
+
+    async def touch_app_token(self, token_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(app_tokens)
+                .where(app_tokens.c.id == token_id)
+                .values(last_used_at=func.now())
+            )
+
+    async def revoke_app_token(self, account_id: int, token_id: int) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(app_tokens)
+                .where(
+                    app_tokens.c.id == token_id,
+                    app_tokens.c.account_id == account_id,
+                    app_tokens.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=func.now())
+            )
+            return result.rowcount == 1
 
     async def create_team(self, organization_id: int, name: str, role: str) -> int:
         try:

@@ -181,3 +181,17 @@ uploads = Table(
     Column("offset", BigInteger, nullable=False, default=0),
     _created(),
 )
+
+# App-specific passwords: what `podman login` stores instead of the user's real password.
+app_tokens = Table(
+    "app_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("secret_hash", String(64), nullable=False),  # sha256 hex: the secret is 256 random bits
+    _created(),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)

@@ -109,3 +109,22 @@ async def test_robots_are_scoped_rotatable_and_expire(accounts: AccountService) 
     assert await accounts.authenticate(expired, expired_secret) is None
     with pytest.raises(ValueError, match="no organization"):
         await accounts.create_robot("nobody", "ci")
+
+
+async def test_app_tokens_stand_in_for_passwords(accounts: AccountService) -> None:
+    user_id = await accounts.create_user("dana", "real-password")
+    await accounts.create_user("eve", "eves-password")
+    token = await accounts.create_app_token("dana", "laptop podman")
+    assert token.startswith("wharf_app_")
+    assert (await accounts.authenticate("dana", token)) == Actor(user_id, "dana")
+    assert await accounts.authenticate("eve", token) is None  # someone else's token
+    assert await accounts.authenticate("dana", token[:-2] + "xx") is None
+
+    (listed,) = await accounts.store.app_tokens(user_id)
+    assert listed.name == "laptop podman"
+    assert listed.last_used_at is not None
+    assert token.rsplit("_", 1)[1] not in listed.secret_hash  # only its hash is kept
+
+    assert await accounts.revoke_app_token("dana", listed.id)
+    assert await accounts.authenticate("dana", token) is None  # at once, despite the cache
+    assert await accounts.authenticate("dana", "real-password") is not None
