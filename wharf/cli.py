@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
 import uvloop
 
+from ocicore.web.accesslog import write_line
 from ocicore.web.logs import configure_logging
 from ocicore.web.serve import serve
 from origin.app import create_app
@@ -37,7 +37,8 @@ def serve_origin(config: OriginConfig) -> None:
     # Bind before the loop starts so a port that is taken fails at once, loudly.
     sock = socket.create_server((config.host, config.port), backlog=1024)
     host, port = sock.getsockname()[:2]
-    structlog.get_logger("wharf").info("listening", component="origin", url=f"http://{host}:{port}")
+    # Written whatever the log level: tools (and tests) learn the port picked for ":0" here.
+    write_line({"event": "listening", "component": "origin", "url": f"http://{host}:{port}"})
     app = create_app(config)
     uvloop.run(serve(app, sock, config.shutdown_timeout_seconds))
 
