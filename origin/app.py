@@ -23,12 +23,14 @@ from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
 from ocicore.web.sendfile import SendfilePool
 from origin import api
+from origin.audit import AuditLog
 from origin.auth.accounts import AccountService
 from origin.auth.bootstrap import ensure_admin
 from origin.auth.signing import SigningKeys
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
 from origin.keys import (
+    AUDIT,
     BLOBS,
     CONFIG,
     CONTENT,
@@ -78,6 +80,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
+async def _audit(app: web.Application) -> AsyncIterator[None]:
+    audit = AuditLog(app[META].engine, app[CONFIG].data_dir / "audit-spool")
+    app[AUDIT] = audit
+    task = asyncio.create_task(audit.run(), name="audit-writer")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await audit.flush()  # what the last requests recorded
+
+
 async def _auth(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     keys = await asyncio.to_thread(SigningKeys.load_or_create, config.data_dir / "keys")
@@ -87,7 +100,12 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
     app[SIGNING_KEYS] = keys
     app[VERIFIER] = TokenVerifier(keys.public_keys(), config.auth_issuer, config.auth_service)
     app[TOKENS] = TokenService(
-        accounts, keys, config.auth_issuer, config.auth_service, config.token_ttl_seconds
+        accounts,
+        keys,
+        config.auth_issuer,
+        config.auth_service,
+        config.token_ttl_seconds,
+        app[AUDIT],
     )
     yield
 
@@ -160,7 +178,7 @@ def create_app(config: OriginConfig) -> web.Application:
     app[METRICS] = HttpMetrics.create("origin", CollectorRegistry())
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # hashes and keys inside
     app[CONTENT] = ContentStore(config.data_dir)
-    app.cleanup_ctx.extend([_database, _auth, _sendfile_pool, _upload_reaper])
+    app.cleanup_ctx.extend([_database, _audit, _auth, _sendfile_pool, _upload_reaper])
     add_health_routes(app, _readiness(app))
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/auth/jwks", jwks)

@@ -7,6 +7,7 @@ from aiohttp import web
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.cas import ContentStore
 from ocicore.web.sendfile import SendfilePool
+from origin.audit import AuditLog
 from origin.auth.signing import SigningKeys
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
@@ -25,3 +26,4 @@ SIGNING_KEYS = web.AppKey("signing_keys", SigningKeys)
 TOKENS = web.AppKey("tokens", TokenService)
 CONTENT = web.AppKey("content", ContentStore)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
+AUDIT = web.AppKey("audit", AuditLog)

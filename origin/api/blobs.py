@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ocicore.web.sendfile import BlobFileResponse
-from origin.api.common import digest_param, repo
+from origin.api.common import audit, digest_param, repo
 from origin.keys import BLOBS, SENDFILE
 
 
@@ -34,4 +34,5 @@ async def delete(request: web.Request) -> web.Response:
     name = repo(request)
     digest = digest_param(request.match_info["digest"])
     await request.app[BLOBS].delete(name, digest)
+    audit(request, "delete", name, str(digest))
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest)})

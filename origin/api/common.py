@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
+from ocicore.auth.enforce import GRANT
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.names import validate_name
 from ocicore.web.middleware import BYTES_IN
+from origin.audit import AuditEvent
+from origin.keys import AUDIT
 from origin.registry.uploads import ChunkRange
 
 MAX_PAGE = 1000
@@ -73,3 +77,25 @@ def next_link(path: str, items: list[str], n: int) -> dict[str, str]:
     if n == 0 or len(items) < n:
         return {}
     return {"Link": f'<{path}?n={n}&last={items[-1]}>; rel="next"'}
+
+
+def audit(
+    request: web.Request,
+    action: str,
+    repository: str,
+    reference: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record a successful registry action by the request's token holder."""
+    grant = request.get(GRANT)
+    request.app[AUDIT].record(
+        AuditEvent(
+            action,
+            "ok",
+            (grant.subject or None) if grant is not None else None,
+            repository,
+            reference,
+            request.remote,
+            detail,
+        )
+    )

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.web.middleware import BYTES_IN
-from origin.api.common import repo
+from origin.api.common import audit, repo
 from origin.keys import CONFIG, MANIFESTS
 from origin.registry.manifests import parse_reference
 
@@ -17,6 +17,8 @@ async def get(request: web.Request) -> web.Response:
     found = await request.app[MANIFESTS].get(name, reference)
     etag = f'"{found.digest}"'
     headers = {"Docker-Content-Digest": found.digest, "ETag": etag}
+    if request.method == "GET":
+        audit(request, "pull", name, found.digest)
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
     return web.Response(body=found.payload, content_type=found.media_type, headers=headers)
@@ -45,6 +47,8 @@ async def put(request: web.Request) -> web.Response:
         name, reference, payload, request.headers.get("Content-Type")
     )
     digest = str(manifest.digest)
+    tag = reference if isinstance(reference, str) else None
+    audit(request, "push", name, digest, {"tag": tag} if tag else None)
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
     if manifest.subject is not None:
         headers["OCI-Subject"] = str(manifest.subject.digest)
@@ -55,4 +59,5 @@ async def delete(request: web.Request) -> web.Response:
     name = repo(request)
     reference = parse_reference(request.match_info["reference"])
     await request.app[MANIFESTS].delete(name, reference)
+    audit(request, "delete", name, str(reference))
     return web.Response(status=202)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ocicore.auth.scopes import InvalidScope, Scope, parse_scopes
 from ocicore.errors import ErrorCode, OCIError
+from origin.audit import AuditEvent, AuditLog
 from origin.auth.accounts import AccountService
 from origin.auth.policy import ANONYMOUS, Actor, allowed_actions
 from origin.auth.signing import SigningKeys
@@ -45,8 +46,10 @@ class TokenService:
         issuer: str,
         service: str,
         ttl: float,
+        audit: AuditLog,
         throttle: LoginThrottle | None = None,
     ) -> None:
+        self.audit = audit
         self.throttle = throttle or LoginThrottle()
         self.accounts = accounts
         self.keys = keys
@@ -87,6 +90,11 @@ class TokenService:
                     headers={"Retry-After": str(int(self.throttle.limits.window_seconds))},
                 )
             found = await self.accounts.authenticate(*credentials)
+            self.audit.record(
+                AuditEvent(
+                    "login", "ok" if found else "failed", credentials[0][:255], client=address
+                )
+            )
             if found is None:
                 self.throttle.failed(credentials[0], address)
                 raise OCIError(
@@ -96,6 +104,15 @@ class TokenService:
                 )
             actor = found
         granted = await self.grant(actor, requested)
+        self.audit.record(
+            AuditEvent(
+                "token",
+                "ok",
+                actor.name,
+                client=request.remote,
+                detail={"scopes": [str(g) for g in granted if g.actions]},
+            )
+        )
         token, expires_in = self.keys.issue(
             actor.name or "", granted, self.issuer, self.service, self.ttl
         )

@@ -195,3 +195,21 @@ app_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
+
+# Who did what, to which repository, from where, and how it ended.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", NAME, nullable=True),  # None: anonymous
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),  # "ok" | "denied" | "failed"
+    Column("repository", NAME, nullable=True),
+    Column("reference", String(160), nullable=True),
+    Column("client", String(64), nullable=True),
+    Column("detail", JSON, nullable=True),
+    Index("ix_audit_events_at", "at"),
+    Index("ix_audit_events_actor", "actor", "at"),
+    Index("ix_audit_events_repository", "repository", "at"),
+)
