@@ -41,6 +41,10 @@ class TooLarge(Exception):
     """The body exceeded the limit the caller set."""
 
 
+class WrongLength(Exception):
+    """The body was not as long as the caller said it would be."""
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -115,11 +119,13 @@ class ContentStore:
         body: AsyncIterable[bytes],
         hasher: Hasher | None,
         limit: int,
+        exact: int | None = None,
     ) -> int:
         """Write ``body`` at ``offset`` (dropping anything past it), fsync; return bytes written.
 
         ``hasher``, if given, is fed every byte written. Raises :class:`TooLarge` once more than
-        ``limit`` bytes arrive. On any failure the file is cut back to ``offset``.
+        ``limit`` bytes arrive, :class:`WrongLength` if ``exact`` is given and the body had
+        another length. On any failure the file is cut back to ``offset``.
         """
         path = self.upload_path(upload_id)
         f = path.open("r+b")  # not in a thread: a cancellation must not orphan the handle
@@ -138,6 +144,8 @@ class ContentStore:
                 if pending_size >= WRITE_BATCH:
                     await asyncio.to_thread(_write_batch, f, b"".join(pending), hasher)
                     pending, pending_size = [], 0
+            if exact is not None and written != exact:
+                raise WrongLength(written)
             if pending:
                 await asyncio.to_thread(_write_batch, f, b"".join(pending), hasher)
             await asyncio.to_thread(_flush, f)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Gauge
 
-from ocicore.cas import ContentStore, TooLarge
+from ocicore.cas import ContentStore, TooLarge, WrongLength
 from ocicore.digest import Digest, Hasher
 from ocicore.errors import ErrorCode, OCIError
 from origin.metadata.store import MetadataStore, Upload
@@ -97,16 +97,17 @@ class UploadService:
                 body or _nothing(),
                 hasher,
                 limit=self.max_blob_bytes - upload.offset,
+                exact=chunk.length if chunk is not None else None,
             )
         except TooLarge:
             raise OCIError(
                 ErrorCode.SIZE_INVALID, f"blob exceeds {self.max_blob_bytes} bytes", status=413
             ) from None
-        if chunk is not None and written != chunk.length:
+        except WrongLength as wrong:
             raise OCIError(
                 ErrorCode.SIZE_INVALID,
-                f"Content-Range announced {chunk.length} bytes, body had {written}",
-            )
+                f"Content-Range announced {chunk.length if chunk else 0} bytes, body had {wrong}",
+            ) from None
         new_offset = upload.offset + written
         if not await self.meta.advance_upload(upload.id, upload.offset, new_offset):
             raise OCIError(ErrorCode.RANGE_INVALID, "upload was advanced concurrently")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -40,6 +40,19 @@ class World:
     client: Client
     session: str  # Location of an upload session holding SESSION_BYTES
     token: str  # the admin's, for NAME: raw requests carry it themselves
+
+    async def send_streamed(
+        self, method: str, path: str, data: bytes, headers: dict[str, str]
+    ) -> RawResponse:
+        """A chunked body: no Content-Length to check it against up front."""
+
+        async def body() -> AsyncIterator[bytes]:
+            yield data
+
+        async with self.client.request(method, path, data=body(), headers=headers) as r:
+            return RawResponse(
+                r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
+            )
 
     def host(self) -> str:
         """Headers every raw request starts with (the token, so errors are not 401s)."""
@@ -222,6 +235,16 @@ CASES: dict[str, tuple[Case, int, str | None]] = {
         patch(b"y" * 10, {"Content-Range": "1000-1019"}),
         400,
         "SIZE_INVALID",
+    ),
+    "body shorter than its Content-Range": (
+        lambda w: w.send_streamed("PATCH", w.session, b"y" * 10, {"Content-Range": "1000-1019"}),
+        400,
+        "SIZE_INVALID",
+    ),
+    "over-long last": (
+        lambda w: w.send("GET", f"/v2/{NAME}/tags/list?last={'a' * 300}"),
+        400,
+        "PAGINATION_NUMBER_INVALID",
     ),
     "unknown upload id": (
         lambda w: w.send("PATCH", f"/v2/{NAME}/blobs/uploads/{'0' * 8}-0000-0000-0000-{'0' * 12}"),
