@@ -96,13 +96,6 @@ class ContentStore:
         os.replace(source, target)
         _fsync_dir(target.parent)
 
-    def delete(self, digest: Digest) -> bool:
-        try:
-            self.blob_path(digest).unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
     # -- uploads ---------------------------------------------------------------------------
     def upload_path(self, upload_id: str) -> Path:
         if not _UUID.match(upload_id):
@@ -186,9 +179,3 @@ class ContentStore:
             for p in self._uploads.iterdir()
             if _UUID.match(p.name) and p.stat().st_mtime < cutoff
         ]
-
-    def upload_size(self, upload_id: str) -> int | None:
-        try:
-            return self.upload_path(upload_id).stat().st_size
-        except FileNotFoundError:
-            return None

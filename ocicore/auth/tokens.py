@@ -82,10 +82,6 @@ class TokenVerifier:
     def from_jwks(cls, jwks: Mapping[str, Any], issuer: str, audience: str) -> TokenVerifier:
         return cls(public_keys(jwks), issuer, audience)
 
-    def set_keys(self, keys: Mapping[str, Any]) -> None:
-        self._keys = dict(keys)
-        self._grants.clear()
-
     def verify(self, token: str) -> Grant:
         grant = self._grants.get(token)
         if grant is None:

@@ -283,15 +283,6 @@ class MetadataStore:
             row = (await conn.execute(query)).one_or_none()
         return StoredManifest(row.digest, row.media_type, row.payload) if row else None
 
-    async def tag_digest(self, name: str, tag: str) -> str | None:
-        query = (
-            select(tags.c.manifest_digest)
-            .join(repositories, repositories.c.id == tags.c.repository_id)
-            .where(repositories.c.name == name, tags.c.name == tag)
-        )
-        async with self.engine.connect() as conn:
-            return (await conn.execute(query)).scalar_one_or_none()
-
     async def delete_manifest(self, name: str, digest: str) -> bool:
         """Delete a manifest and every tag pointing at it."""
         async with self.engine.begin() as conn:
