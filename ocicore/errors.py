@@ -29,9 +29,14 @@ class ErrorCode(enum.Enum):
     DENIED = ("requested access to the resource is denied", 403)
     UNSUPPORTED = ("the operation is unsupported", 405)
     TOOMANYREQUESTS = ("too many requests", 429)
+    UNAVAILABLE = ("service unavailable", 503)
     # Not in the spec's table, named as distribution/distribution names them.
     RANGE_INVALID = ("invalid content range", 416)
     PAGINATION_NUMBER_INVALID = ("invalid number of results requested", 400)
+    # Wharf's admin API (/api/v1/) answers in the same envelope, with these codes besides.
+    INVALID_REQUEST = ("the request is invalid", 400)
+    NOT_FOUND = ("no such resource", 404)
+    CONFLICT = ("the resource exists already", 409)
 
     @property
     def message(self) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import structlog
 from aiohttp import web
 from argon2 import PasswordHasher
@@ -23,9 +25,15 @@ from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
 from ocicore.web.sendfile import SendfilePool
 from origin import api
+from origin.admin.organizations import Organizations
+from origin.admin.people import People
+from origin.admin.repositories import Repositories
+from origin.api import v1
 from origin.audit import AuditLog
 from origin.auth.accounts import AccountService
 from origin.auth.bootstrap import ensure_admin
+from origin.auth.ldap import LdapProvider
+from origin.auth.oidc import OidcProvider
 from origin.auth.signing import SigningKeys
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
@@ -36,6 +44,10 @@ from origin.keys import (
     CONTENT,
     MANIFESTS,
     META,
+    OIDC,
+    ORGANIZATIONS,
+    PEOPLE,
+    REPOSITORIES,
     SENDFILE,
     SIGNING_KEYS,
     TOKENS,
@@ -83,19 +95,43 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _audit(app: web.Application) -> AsyncIterator[None]:
     audit = AuditLog(app[META].engine, app[CONFIG].data_dir / "audit-spool")
     app[AUDIT] = audit
-    task = asyncio.create_task(audit.run(), name="audit-writer")
+    tasks = [
+        asyncio.create_task(audit.run(), name="audit-writer"),
+        asyncio.create_task(
+            _expire_audit(audit, app[CONFIG].audit_retention_days), name="audit-retention"
+        ),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await audit.flush()  # what the last requests recorded
+
+
+async def _expire_audit(audit: AuditLog, retention_days: float) -> None:
+    """Delete audit events older than the retention setting, at start and then hourly."""
+    while True:
+        cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+        try:
+            pruned = await audit.prune(cutoff)
+        except Exception:  # keep going: the next round may succeed
+            _log.exception("audit retention failed")
+        else:
+            if pruned:
+                _log.info("expired audit events", count=pruned, before=cutoff.isoformat())
+        await asyncio.sleep(3600)
 
 
 async def _auth(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     keys = await asyncio.to_thread(SigningKeys.load_or_create, config.data_dir / "keys")
     hasher = PasswordHasher(time_cost=config.argon2_time_cost, memory_cost=config.argon2_memory_kib)
-    accounts = AccountService(AccessStore(app[META].engine), hasher)
+    directory = LdapProvider(config.ldap) if config.ldap is not None else None
+    accounts = AccountService(
+        AccessStore(app[META].engine), hasher, directory, config.refresh_token_ttl_seconds
+    )
     await ensure_admin(accounts, config.data_dir)
     app[SIGNING_KEYS] = keys
     app[VERIFIER] = TokenVerifier(keys.public_keys(), config.auth_issuer, config.auth_service)
@@ -107,7 +143,23 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         config.token_ttl_seconds,
         app[AUDIT],
     )
+    app[PEOPLE] = People(accounts, app[AUDIT])
+    app[ORGANIZATIONS] = Organizations(accounts, app[AUDIT])
+    app[REPOSITORIES] = Repositories(accounts, app[AUDIT])
     yield
+
+
+async def _oidc(app: web.Application) -> AsyncIterator[None]:
+    """The OpenID Provider's client, when ``[origin.oidc]`` is configured."""
+    config = app[CONFIG].oidc
+    if config is None:
+        yield
+        return
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=config.timeout_seconds)
+    ) as session:
+        app[OIDC] = OidcProvider(config, session)
+        yield
 
 
 async def _sendfile_pool(app: web.Application) -> AsyncIterator[None]:
@@ -151,6 +203,10 @@ async def token(request: web.Request) -> web.Response:
     return await request.app[TOKENS].handle(request)
 
 
+async def token_form(request: web.Request) -> web.Response:
+    return await request.app[TOKENS].handle_form(request)
+
+
 def _verifier(app: web.Application) -> TokenVerifier:
     return app[VERIFIER]
 
@@ -178,10 +234,12 @@ def create_app(config: OriginConfig) -> web.Application:
     app[METRICS] = HttpMetrics.create("origin", CollectorRegistry())
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # hashes and keys inside
     app[CONTENT] = ContentStore(config.data_dir)
-    app.cleanup_ctx.extend([_database, _audit, _auth, _sendfile_pool, _upload_reaper])
+    app.cleanup_ctx.extend([_database, _audit, _auth, _oidc, _sendfile_pool, _upload_reaper])
     add_health_routes(app, _readiness(app))
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/auth/jwks", jwks)
     app.router.add_get("/auth/token", token)
+    app.router.add_post("/auth/token", token_form)
     api.add_routes(app)
+    v1.add_routes(app)
     return app

@@ -14,13 +14,14 @@ import contextlib
 import json
 import os
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -116,14 +117,43 @@ class AuditLog:
         actor: str | None = None,
         repository: str | None = None,
         action: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         after_id: int = 0,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Events in order, filtered, one page at a time (pass the last id as ``after_id``)."""
         q = select(audit_events).where(audit_events.c.id > after_id).order_by(audit_events.c.id)
-        for column, value in (("actor", actor), ("repository", repository), ("action", action)):
+        for column, value in (
+            ("actor", actor),
+            ("repository", repository),
+            ("action", action),
+            ("outcome", outcome),
+        ):
             if value is not None:
                 q = q.where(audit_events.c[column] == value)
+        if since is not None:
+            q = q.where(audit_events.c.at >= since)
+        if until is not None:
+            q = q.where(audit_events.c.at < until)
         async with self.engine.connect() as conn:
             rows = await conn.execute(q.limit(min(limit, 1000)))
             return [dict(row._mapping) for row in rows]
+
+    async def export(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every matching event, oldest first, read a page at a time."""
+        after = 0
+        while True:
+            page = await self.query(**filters, after_id=after, limit=1000)
+            for event in page:
+                yield event
+            if len(page) < 1000:
+                return
+            after = page[-1]["id"]
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete events recorded before ``older_than`` (the retention setting)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(audit_events).where(audit_events.c.at < older_than))
+            return result.rowcount

@@ -2,7 +2,9 @@
 
 Every setting has one name used everywhere: ``data_dir`` is ``data_dir`` in the ``[origin]``
 table of the config file, ``WHARF_ORIGIN_DATA_DIR`` in the environment and ``--data-dir`` on
-the command line.
+the command line. Identity providers are tables of the file only, ``[origin.ldap]`` and
+``[origin.oidc]`` (their fields are those of :class:`LdapConfig` and :class:`OidcConfig`);
+keep a file holding their secrets readable by the service alone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from origin.auth.ldap import LdapConfig
+from origin.auth.oidc import OidcConfig
 
 ENV_PREFIX = "WHARF_ORIGIN_"
 MiB = 1 << 20
@@ -45,6 +50,10 @@ class OriginConfig:
     # argon2id cost of password hashes (RFC 9106's second recommendation by default).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
+    refresh_token_ttl_seconds: float = 30 * 24 * 3600.0
+    audit_retention_days: float = 400.0  # a year and a bit: long enough for yearly audits
+    ldap: LdapConfig | None = None
+    oidc: OidcConfig | None = None
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -60,6 +69,8 @@ class OriginConfig:
             "token_ttl_seconds",
             "argon2_time_cost",
             "argon2_memory_kib",
+            "refresh_token_ttl_seconds",
+            "audit_retention_days",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -94,6 +105,9 @@ class OriginConfig:
         return cls(**_coerce(values))
 
 
+_PROVIDERS: dict[str, Any] = {"ldap": LdapConfig, "oidc": OidcConfig}
+
+
 def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(OriginConfig)}
     unknown = set(values) - set(fields)
@@ -101,6 +115,14 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown origin settings: {', '.join(sorted(unknown))}")
     out: dict[str, Any] = {}
     for name, value in values.items():
+        if name in _PROVIDERS:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{name} must be a table ([origin.{name}])")
+            try:
+                out[name] = _PROVIDERS[name](**value)
+            except TypeError as exc:
+                raise ValueError(f"[origin.{name}]: {exc}") from None
+            continue
         default: Any = fields[name].default
         kind = type(default)
         out[name] = value if isinstance(value, kind) else kind(value)

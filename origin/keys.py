@@ -7,7 +7,11 @@ from aiohttp import web
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.cas import ContentStore
 from ocicore.web.sendfile import SendfilePool
+from origin.admin.organizations import Organizations
+from origin.admin.people import People
+from origin.admin.repositories import Repositories
 from origin.audit import AuditLog
+from origin.auth.oidc import OidcProvider
 from origin.auth.signing import SigningKeys
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
@@ -27,3 +31,7 @@ TOKENS = web.AppKey("tokens", TokenService)
 CONTENT = web.AppKey("content", ContentStore)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 AUDIT = web.AppKey("audit", AuditLog)
+PEOPLE = web.AppKey("people", People)
+ORGANIZATIONS = web.AppKey("organizations", Organizations)
+REPOSITORIES = web.AppKey("repositories", Repositories)
+OIDC = web.AppKey("oidc", OidcProvider)

@@ -1,4 +1,5 @@
-"""``wharf origin serve`` (and, as later components land, ``wharf edge serve``)."""
+"""``wharf origin serve`` (and, as later components land, ``wharf edge serve``), and the
+admin commands of :mod:`wharf.admin`."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import uvloop
+from wharf import admin
 
-from ocicore.web.accesslog import write_line
-from ocicore.web.logs import configure_logging
-from ocicore.web.serve import serve
-from origin.app import create_app
-from origin.config import OriginConfig
+if TYPE_CHECKING:
+    from origin.config import OriginConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,10 +28,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="blobs and SQLite metadata (./var/origin)")
     serve.add_argument("--database-url", help="SQLAlchemy async URL (default: SQLite in data dir)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    admin.add_commands(components)
     return parser
 
 
 def serve_origin(config: OriginConfig) -> None:
+    # The server's imports cost seconds; the admin commands, which need none of them, stay quick.
+    import uvloop  # noqa: PLC0415
+
+    from ocicore.web.accesslog import write_line  # noqa: PLC0415
+    from ocicore.web.logs import configure_logging  # noqa: PLC0415
+    from ocicore.web.serve import serve  # noqa: PLC0415
+    from origin.app import create_app  # noqa: PLC0415
+
     configure_logging(config.log_level)
     # Bind before the loop starts so a port that is taken fails at once, loudly.
     sock = socket.create_server((config.host, config.port), backlog=1024)
@@ -45,7 +53,11 @@ def serve_origin(config: OriginConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if hasattr(args, "build"):
+        sys.exit(admin.run(args))
     if args.component == "origin" and args.command == "serve":
+        from origin.config import OriginConfig  # noqa: PLC0415 - see serve_origin
+
         try:
             config = OriginConfig.load(
                 file=args.config,

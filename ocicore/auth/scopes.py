@@ -1,5 +1,8 @@
 """Docker token scopes: ``repository:<name>:<action>[,<action>...]``.
 
+Besides ``repository`` and ``registry:catalog``, Wharf knows ``api:v1:*``: the right to call the
+admin API as the token's subject, which registry tokens do not carry unless asked for.
+
 Grammar (distribution's token spec): ``type ":" name ":" actions``. The name of a repository may
 itself hold ``:`` (a registry host with a port), so the type ends at the first colon and the
 actions start after the last one.
@@ -54,6 +57,9 @@ def parse_scope(text: str) -> Scope:
     elif kind == "registry":
         if name != "catalog":
             raise InvalidScope(f"unknown registry resource in {text[:80]!r}")
+    elif kind == "api":
+        if name != "v1" or actions != {"*"}:
+            raise InvalidScope(f"the api scope is api:v1:*, not {text[:80]!r}")
     else:
         raise InvalidScope(f"unknown resource type {kind!r}")
     return Scope(kind, name, actions)

@@ -67,6 +67,7 @@ accounts = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("disabled_at", DateTime(timezone=True), nullable=True),
     _created(),
+    Column("email", String(255), nullable=True),  # from LDAP or OIDC
 )
 
 teams = Table(
@@ -78,6 +79,8 @@ teams = Table(
     ),
     Column("name", String(255), nullable=False),
     Column("role", String(16), nullable=False),  # "member" | "creator" | "admin"
+    # Team sync: members are the users whose LDAP or OIDC groups include this group.
+    Column("external_group", String(255), nullable=True),
     UniqueConstraint("organization_id", "name", name="uq_teams_organization_name"),
 )
 
@@ -189,6 +192,8 @@ app_tokens = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(255), nullable=False),
+    # "app": an app-specific password; "refresh": a refresh token from the token endpoint.
+    Column("kind", String(16), nullable=False, server_default="app"),
     Column("secret_hash", String(64), nullable=False),  # sha256 hex: the secret is 256 random bits
     _created(),
     Column("last_used_at", DateTime(timezone=True), nullable=True),

@@ -114,7 +114,7 @@ async def test_robots_are_scoped_rotatable_and_expire(accounts: AccountService) 
 async def test_app_tokens_stand_in_for_passwords(accounts: AccountService) -> None:
     user_id = await accounts.create_user("dana", "real-password")
     await accounts.create_user("eve", "eves-password")
-    token = await accounts.create_app_token("dana", "laptop podman")
+    _, token = await accounts.create_app_token("dana", "laptop podman")
     assert token.startswith("wharf_app_")
     assert (await accounts.authenticate("dana", token)) == Actor(user_id, "dana")
     assert await accounts.authenticate("eve", token) is None  # someone else's token

@@ -1,0 +1,1 @@
+"""What the admin API does: rights checked, changes made, every one of them audited."""

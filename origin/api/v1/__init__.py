@@ -1,0 +1,56 @@
+"""The admin API, ``/api/v1/``: one table of operations, served and described by OpenAPI."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from aiohttp import web
+
+from origin.api.v1 import accounts, audit, oidc, organizations, repositories, schemas
+from origin.api.v1.spec import Operation, Param, aiohttp_path, openapi, route
+
+P = "/api/v1"
+REPO = P + "/repositories/{repository}/-"
+ORG = P + "/organizations/{org}"
+ROBOTS = P + "/namespaces/{namespace}/robots"
+
+OPERATIONS = (
+    Operation("GET", P + "/oidc/login", oidc.oidc_login, "Sign in through the OpenID Provider (a redirect)", status=302, signed_in=False),
+    Operation("GET", P + "/oidc/callback", oidc.oidc_callback, "Where the OpenID Provider sends the browser back: an API token and a refresh token", response=schemas.SignedIn, signed_in=False, query=(Param("code", "The authorization code", required=True), Param("state", "The state of the sign-in", required=True))),
+    Operation("GET", P + "/me", accounts.get_me, "The caller's account", response=schemas.Account),
+    Operation("GET", P + "/me/tokens", accounts.list_app_tokens, "The caller's app tokens, with last use", response=schemas.AppToken, many=True),
+    Operation("POST", P + "/me/tokens", accounts.create_app_token, "Mint an app token (a password for podman login)", body=schemas.AppTokenCreate, response=schemas.AppTokenSecret, status=201),
+    Operation("DELETE", P + "/me/tokens/{token_id}", accounts.revoke_app_token, "Revoke one of the caller's app or refresh tokens", status=204),
+    Operation("GET", P + "/users", accounts.list_users, "List users (system admins)", response=schemas.Account, many=True, query=(Param("after", "The last name of the previous page"), Param("limit", "Users per page", {"type": "integer", "minimum": 1, "maximum": 1000}))),
+    Operation("POST", P + "/users", accounts.create_user, "Create a local user (system admins)", body=schemas.UserCreate, response=schemas.Account, status=201),
+    Operation("GET", P + "/users/{user}", accounts.get_user, "One user (system admins, or the user)", response=schemas.Account),
+    Operation("PATCH", P + "/users/{user}", accounts.update_user, "Change a user: admin, disabled (system admins); password (also the user)", body=schemas.UserUpdate, response=schemas.Account),
+    Operation("POST", P + "/organizations", organizations.create_organization, "Create an organization; its creator joins its owners team", body=schemas.OrganizationCreate, response=schemas.Organization, status=201),
+    Operation("GET", ORG, organizations.get_organization, "An organization and its teams (its members)", response=schemas.Organization),
+    Operation("POST", ORG + "/teams", organizations.create_team, "Create a team (organization admins)", body=schemas.TeamCreate, response=schemas.Team, status=201),
+    Operation("PATCH", ORG + "/teams/{team}", organizations.update_team, "Change a team's role or synced group", body=schemas.TeamUpdate, response=schemas.Team),
+    Operation("DELETE", ORG + "/teams/{team}", organizations.delete_team, "Delete a team", status=204),
+    Operation("PUT", ORG + "/teams/{team}/members/{member}", organizations.add_team_member, "Add a user or one of the organization's robots to a team", status=204),
+    Operation("DELETE", ORG + "/teams/{team}/members/{member}", organizations.remove_team_member, "Remove a member from a team", status=204),
+    Operation("GET", ROBOTS, organizations.list_robots, "The robots of a user or organization", response=schemas.Robot, many=True),
+    Operation("POST", ROBOTS, organizations.create_robot, "Create a robot <namespace>+<name>; its secret is shown once", body=schemas.RobotCreate, response=schemas.RobotSecret, status=201),
+    Operation("POST", ROBOTS + "/{robot}/secret", organizations.rotate_robot_secret, "Rotate a robot's secret (the old one stops working at once)", response=schemas.RobotSecret),
+    Operation("DELETE", ROBOTS + "/{robot}", organizations.delete_robot, "Delete a robot", status=204),
+    Operation("GET", REPO + "/permissions", repositories.get_repository_access, "A repository's visibility and permissions (its admins)", response=schemas.RepositoryAccess),
+    Operation("PUT", REPO + "/visibility", repositories.set_visibility, "Make a repository public or private", body=schemas.VisibilitySet, response=schemas.RepositoryAccess),
+    Operation("PUT", REPO + "/permissions/{kind}/{subject}", repositories.set_permission, "Give an account or a team a role on a repository", body=schemas.PermissionSet, status=204),
+    Operation("DELETE", REPO + "/permissions/{kind}/{subject}", repositories.remove_permission, "Take a role away", status=204),
+    Operation("GET", P + "/audit", audit.query_audit, "Audit events, filtered, a page at a time (system admins)", response=schemas.AuditPage, query=audit.FILTERS + audit.PAGING),
+    Operation("GET", P + "/audit/export", audit.export_audit, "Every matching audit event as JSON lines (system admins)", response=schemas.AuditEvent, query=audit.FILTERS, content_type="application/x-ndjson"),
+)  # fmt: skip
+
+
+def add_routes(app: web.Application) -> None:
+    document = openapi(OPERATIONS, version("wharf"))
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get(P + "/openapi.json", openapi_json)
+    for operation in OPERATIONS:
+        app.router.add_route(operation.method, aiohttp_path(operation.path), route(operation))

@@ -1,0 +1,186 @@
+"""Bodies of the admin API: what it accepts (checked, unknown fields refused) and returns.
+
+The same models produce the OpenAPI description, so the documentation cannot drift from
+what the handlers enforce.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AccountName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$",
+        description="One component of a repository name: the namespace the account owns.",
+    ),
+]
+Password = Annotated[str, Field(min_length=1, max_length=1024)]
+Label = Annotated[str, Field(min_length=1, max_length=255)]
+GroupName = Annotated[str, Field(min_length=1, max_length=255)]
+TeamRole = Literal["member", "creator", "admin"]
+RepositoryRole = Literal["read", "write", "admin"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# Requests
+
+
+class UserCreate(Request):
+    name: AccountName
+    password: Password
+    admin: bool = False
+
+
+class UserUpdate(Request):
+    admin: bool | None = None
+    disabled: bool | None = None
+    password: Password | None = None
+
+
+class OrganizationCreate(Request):
+    name: AccountName
+
+
+class TeamCreate(Request):
+    name: AccountName
+    role: TeamRole = "member"
+    external_group: GroupName | None = Field(
+        None, description="LDAP or OIDC group whose members make up the team (team sync)."
+    )
+
+
+class TeamUpdate(Request):
+    role: TeamRole | None = None
+    external_group: GroupName | None = None
+
+
+class RobotCreate(Request):
+    name: AccountName
+    expires_at: datetime | None = None
+
+
+class AppTokenCreate(Request):
+    label: Label
+    expires_at: datetime | None = None
+
+
+class PermissionSet(Request):
+    role: RepositoryRole
+
+
+class VisibilitySet(Request):
+    public: bool
+
+
+# Responses
+
+
+class Account(Response):
+    name: str
+    kind: Literal["user", "organization", "robot"]
+    admin: bool
+    provider: str | None
+    email: str | None
+    disabled: bool
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class Team(Response):
+    name: str
+    role: TeamRole
+    external_group: str | None
+    members: list[str]
+
+
+class Organization(Response):
+    name: str
+    teams: list[Team]
+
+
+class Robot(Response):
+    name: str
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class RobotSecret(Response):
+    name: str
+    secret: str = Field(description="Shown once: Wharf keeps only its hash.")
+    expires_at: datetime | None
+
+
+class AppToken(Response):
+    id: int
+    kind: Literal["app", "refresh"] = Field(
+        description="app: minted by the user; refresh: handed to a client at sign-in."
+    )
+    label: str = Field(description="The user's label, or a refresh token's client id.")
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked: bool
+
+
+class AppTokenSecret(Response):
+    id: int
+    label: str
+    token: str = Field(description="Shown once: use it as the password of `podman login`.")
+
+
+class Permission(Response):
+    kind: Literal["account", "team"]
+    subject: str
+    role: RepositoryRole
+
+
+class RepositoryAccess(Response):
+    name: str
+    public: bool
+    permissions: list[Permission]
+
+
+class AuditEvent(Response):
+    id: int
+    at: datetime
+    actor: str | None
+    action: str
+    outcome: str
+    repository: str | None
+    reference: str | None
+    client: str | None
+    detail: dict[str, object] | None
+
+
+class AuditPage(Response):
+    events: list[AuditEvent]
+    next_after: int | None = Field(description="Pass as `after` for the next page; null: none.")
+
+
+class SignedIn(Response):
+    token: str = Field(description="A bearer token for this API (scope api:v1:*).")
+    expires_in: int
+    refresh_token: str = Field(description="Trade at POST /auth/token for fresh tokens.")
+
+
+class ErrorEntry(Response):
+    code: str
+    message: str
+    detail: object | None = None
+
+
+class Errors(Response):
+    errors: list[ErrorEntry]

@@ -1,0 +1,101 @@
+"""The ``wharf`` admin commands against a real origin process, as an operator types them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from tests.process import OriginProcess
+
+
+async def wharf(
+    origin: OriginProcess,
+    *args: str,
+    user: str = "admin",
+    password: str | None = None,
+    stdin: str = "",
+) -> tuple[int, str, str]:
+    env = {
+        **os.environ,
+        "WHARF_REGISTRY": origin.url,
+        "WHARF_USER": user,
+        "WHARF_PASSWORD": password or (origin.data_dir / "admin-password").read_text().strip(),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wharf.cli",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin.encode())
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def ok(origin: OriginProcess, *args: str, **kwargs: Any) -> Any:
+    code, out, err = await wharf(origin, *args, **kwargs)
+    assert code == 0, err
+    return json.loads(out) if out.strip() else None
+
+
+async def test_an_operator_sets_up_an_organization(origin_process: OriginProcess) -> None:
+    o = origin_process
+    await ok(o, "users", "create", "dana", "--new-password-stdin", stdin="danas-password\n")
+    dana = {"user": "dana", "password": "danas-password"}
+    org = await ok(o, "orgs", "create", "labs", **dana)
+    assert org["teams"][0]["members"] == ["dana"]
+    await ok(o, "teams", "create", "labs", "readers", "--role", "member", **dana)
+    robot = await ok(o, "robots", "create", "labs", "ci", **dana)
+    assert robot["name"] == "labs+ci"
+    await ok(o, "teams", "add", "labs", "readers", "labs+ci", **dana)
+    await ok(o, "permissions", "grant", "labs/model", "read", "--team", "readers", **dana)
+    await ok(o, "visibility", "labs/model", "public", **dana)
+    shown = await ok(o, "permissions", "show", "labs/model", **dana)
+    assert shown == {
+        "name": "labs/model",
+        "public": True,
+        "permissions": [{"kind": "team", "subject": "readers", "role": "read"}],
+    }
+    token = await ok(o, "tokens", "create", "laptop", **dana)
+    assert (await ok(o, "me", "show", user="dana", password=token["token"]))["name"] == "dana"
+    await ok(o, "tokens", "revoke", str(token["id"]), **dana)
+    code, _, err = await wharf(o, "me", "show", user="dana", password=token["token"])
+    assert code == 1
+    assert "401" in err
+
+    code, _, err = await wharf(o, "users", "list", **dana)
+    assert (code, "403" in err) == (1, True)  # dana is no system admin
+
+    code, out, _ = await wharf(o, "audit", "--export", "--actor", "dana")
+    assert code == 0
+    actions = [json.loads(line)["action"] for line in out.splitlines()]
+    for done in (
+        "org.create",
+        "team.create",
+        "robot.create",
+        "team.member.add",
+        "permission.set",
+        "visibility.set",
+        "apptoken.create",
+        "apptoken.revoke",
+    ):
+        assert actions.count(done) == 1, (done, actions)
+    assert actions.count("user.list") == 1  # the denied attempt, too
+
+    # No secret reached the origin's log: not the passwords, the robot's, nor the app token.
+    await o.stop()
+    log = o.log.read_text()
+    for secret in (
+        "danas-password",
+        robot["secret"],
+        token["token"],
+        (o.data_dir / "admin-password").read_text().strip(),
+    ):
+        assert secret not in log
