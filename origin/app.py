@@ -224,12 +224,14 @@ def _readiness(app: web.Application) -> Readiness:
 
 
 def create_app(config: OriginConfig) -> web.Application:
-    app = web.Application(
-        middlewares=[
-            oci_middleware(),
-            bearer_middleware(_verifier, config.auth_realm or None, config.auth_service),
-        ]
-    )
+    middlewares = [oci_middleware()]
+    if config.auth_enabled:
+        middlewares.append(
+            bearer_middleware(_verifier, config.auth_realm or None, config.auth_service)
+        )
+    else:
+        _log.warning("token auth is OFF: anyone who reaches this origin may push and delete")
+    app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
     app[METRICS] = HttpMetrics.create("origin", CollectorRegistry())
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # hashes and keys inside

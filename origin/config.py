@@ -47,6 +47,9 @@ class OriginConfig:
     auth_issuer: str = "wharf-origin"
     auth_realm: str = ""  # the token endpoint clients are sent to; empty: this host's /auth/token
     token_ttl_seconds: float = 300.0
+    # Off: /v2/ answers without tokens, as an open registry would. For benchmarks and sealed
+    # labs only, so it is refused unless the origin listens on a loopback address.
+    auth_enabled: bool = True
     # argon2id cost of password hashes (RFC 9106's second recommendation by default).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -56,7 +59,9 @@ class OriginConfig:
     oidc: OidcConfig | None = None
 
     def __post_init__(self) -> None:
-        parse_listen(self.listen)
+        host, _ = parse_listen(self.listen)
+        if not self.auth_enabled and host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("auth_enabled = false is only allowed on a loopback address")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(f"log_level must be debug, info, warning or error: {self.log_level}")
         for name in (
@@ -105,6 +110,15 @@ class OriginConfig:
         return cls(**_coerce(values))
 
 
+def _boolean(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {text!r}")
+
+
 _PROVIDERS: dict[str, Any] = {"ldap": LdapConfig, "oidc": OidcConfig}
 
 
@@ -125,5 +139,8 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
             continue
         default: Any = fields[name].default
         kind = type(default)
-        out[name] = value if isinstance(value, kind) else kind(value)
+        if kind is bool and isinstance(value, str):
+            out[name] = _boolean(name, value)
+        else:
+            out[name] = value if isinstance(value, kind) else kind(value)
     return out

@@ -38,8 +38,38 @@ def test_sqlite_in_the_data_dir_by_default() -> None:
         ({"WHARF_ORIGIN_LOG_LEVEL": "loud"}, "log_level"),
         ({"WHARF_ORIGIN_MAX_BLOB_BYTES": "0"}, "positive"),
         ({"WHARF_ORIGIN_COLOUR": "blue"}, "unknown origin settings: colour"),
+        ({"WHARF_ORIGIN_AUTH_ENABLED": "maybe"}, "true or false"),
+        # An open registry only where nobody else can reach it.
+        (
+            {"WHARF_ORIGIN_AUTH_ENABLED": "false", "WHARF_ORIGIN_LISTEN": "0.0.0.0:5000"},
+            "loopback",
+        ),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         OriginConfig.load(env=env)
+
+
+def test_identity_providers_are_tables_of_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "wharf.toml"
+    file.write_text(
+        "[origin]\nauth_enabled = true\n"
+        "[origin.ldap]\n"
+        'url = "ldaps://ldap.corp:636"\nbind_dn = "cn=wharf,dc=corp"\n'
+        'bind_password = "hunter2"\nuser_base = "ou=people,dc=corp"\n'
+        "[origin.oidc]\n"
+        'issuer = "https://sso.corp"\nclient_id = "wharf"\nclient_secret = "s3"\n'
+        'redirect_url = "https://wharf.corp/api/v1/oidc/callback"\n'
+    )
+    config = OriginConfig.load(file=file, env={"WHARF_ORIGIN_AUTH_ENABLED": "off"})
+    assert config.auth_enabled is False
+    assert config.ldap is not None
+    assert config.ldap.user_base == "ou=people,dc=corp"
+    assert config.oidc is not None
+    assert config.oidc.issuer == "https://sso.corp"
+    assert "hunter2" not in repr(config)  # secrets never reach a log line through repr
+    assert "s3" not in repr(config.oidc)
+    file.write_text('[origin.ldap]\nurl = "ldap://x"\nbogus = 1\n')
+    with pytest.raises(ValueError, match=r"\[origin.ldap\]"):
+        OriginConfig.load(file=file)
