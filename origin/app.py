@@ -35,6 +35,7 @@ from origin.auth.bootstrap import ensure_admin
 from origin.auth.ldap import LdapProvider
 from origin.auth.oidc import OidcProvider
 from origin.auth.signing import SigningKeys
+from origin.auth.throttle import Limits, LoginThrottle
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
 from origin.keys import (
@@ -142,6 +143,13 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         config.auth_service,
         config.token_ttl_seconds,
         app[AUDIT],
+        LoginThrottle(
+            Limits(
+                config.login_failures_per_account,
+                config.login_failures_per_address,
+                config.login_failure_window_seconds,
+            )
+        ),
     )
     app[PEOPLE] = People(accounts, app[AUDIT])
     app[ORGANIZATIONS] = Organizations(accounts, app[AUDIT])

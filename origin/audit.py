@@ -53,6 +53,14 @@ class AuditEvent:
         return cls(**{**data, "at": datetime.fromisoformat(data["at"])})
 
 
+def _with_zone(event: dict[str, Any]) -> dict[str, Any]:
+    """SQLite returns times without their zone; the log's times are all UTC."""
+    at = event["at"]
+    if at.tzinfo is None:
+        event["at"] = at.replace(tzinfo=UTC)
+    return event
+
+
 class AuditLog:
     def __init__(
         self, engine: AsyncEngine, spool: Path, batch: int = 500, interval: float = 0.5
@@ -139,7 +147,7 @@ class AuditLog:
             q = q.where(audit_events.c.at < until)
         async with self.engine.connect() as conn:
             rows = await conn.execute(q.limit(min(limit, 1000)))
-            return [dict(row._mapping) for row in rows]
+            return [_with_zone(dict(row._mapping)) for row in rows]
 
     async def export(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Every matching event, oldest first, read a page at a time."""

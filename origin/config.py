@@ -53,6 +53,11 @@ class OriginConfig:
     # argon2id cost of password hashes (RFC 9106's second recommendation by default).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
+    # Failed sign-ins allowed per account and per client address in a sliding window; past
+    # them, even the right password is refused (429) until the window passes.
+    login_failures_per_account: int = 10
+    login_failures_per_address: int = 50
+    login_failure_window_seconds: float = 300.0
     refresh_token_ttl_seconds: float = 30 * 24 * 3600.0
     audit_retention_days: float = 400.0  # a year and a bit: long enough for yearly audits
     ldap: LdapConfig | None = None
@@ -76,6 +81,9 @@ class OriginConfig:
             "argon2_memory_kib",
             "refresh_token_ttl_seconds",
             "audit_retention_days",
+            "login_failures_per_account",
+            "login_failures_per_address",
+            "login_failure_window_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

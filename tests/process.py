@@ -15,9 +15,10 @@ WHARF = [sys.executable, "-m", "wharf.cli"]
 
 
 class OriginProcess:
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.log = log
+        self.env = {**os.environ, **(env or {})}
         self.url = ""
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -35,6 +36,7 @@ class OriginProcess:
                 str(self.data_dir),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
+                env=self.env,
                 start_new_session=True,
             )
         loop = asyncio.get_running_loop()

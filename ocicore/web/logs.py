@@ -7,6 +7,7 @@ import sys
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import BadHttpMessage
 
 
 def configure_logging(level: str = "info") -> None:
@@ -44,3 +45,15 @@ def configure_logging(level: str = "info") -> None:
     root.setLevel(numeric)
     # aiohttp's own access logger is replaced by ours (ocicore.web.accesslog).
     logging.getLogger("aiohttp.access").disabled = True
+    logging.getLogger("aiohttp.server").addFilter(_malformed_requests_briefly)
+
+
+def _malformed_requests_briefly(record: logging.LogRecord) -> bool:
+    """A malformed request is the client's fault (it got a 400): one line without a
+    traceback, so that anyone on the network cannot flood the log with stack traces."""
+    if record.exc_info and isinstance(record.exc_info[1], BadHttpMessage):
+        record.msg = f"malformed request: {record.exc_info[1].message}"[:300]
+        record.args = ()
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info = record.exc_text = None
+    return True

@@ -83,6 +83,9 @@ async def _respond(request: web.Request, handler: Handler, request_id: str) -> w
         response = error_response(
             request, OCIError(ErrorCode.UNSUPPORTED, exc.method, headers=allowed)
         )
+    except web.HTTPNotFound:
+        # No route: the same JSON envelope as every other error, never aiohttp's plain text.
+        response = error_response(request, OCIError(ErrorCode.NOT_FOUND, request.path[:200]))
     except web.HTTPException as exc:
         exc.headers["X-Request-Id"] = request_id
         raise

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from ocicore.errors import ErrorCode, OCIError
 from origin.admin.base import Caller, Management
+from origin.auth.accounts import APP_TOKEN_PREFIX
 from origin.metadata.access import Account, AppToken, NameTaken
 
 
@@ -48,10 +49,20 @@ class People(Management):
         admin: bool | None,
         disabled: bool | None,
         password: str | None,
+        current_password: str | None = None,
     ) -> Account:
         is_self = caller.actor.name == name
         if not caller.actor.is_admin and not (is_self and admin is None and disabled is None):
             raise self.denied(caller, "user.update", "only admins may change other accounts")
+        if is_self and (disabled or admin is False):
+            # Nobody locks themselves out; another admin can do it if it must be done.
+            raise self.denied(caller, "user.update", "you cannot disable or demote yourself")
+        if is_self and password is not None and (
+            current_password is None
+            or current_password.startswith(APP_TOKEN_PREFIX)  # the password itself, no stand-in
+            or await self.accounts.authenticate(name, current_password) is None
+        ):
+            raise self.denied(caller, "user.update", "current_password is wrong or missing")
         found = await self.user(caller, name)
         values: dict[str, object] = {}
         if admin is not None:

@@ -327,3 +327,22 @@ async def test_refresh_tokens_stand_in_for_the_password(origin: Client, root: Au
     await call(origin, "PATCH", "/users/erin", root, {"disabled": True})
     async with origin.post("/auth/token", data=second, middlewares=()) as r:
         assert r.status == 401
+
+
+async def test_nobody_locks_themselves_out(origin: Client, root: Auth) -> None:
+    await call(origin, "PATCH", "/users/admin", root, {"disabled": True}, expect=403)
+    await call(origin, "PATCH", "/users/admin", root, {"admin": False}, expect=403)
+    await call(origin, "POST", "/users", root, {"name": "gus", "password": PASSWORD}, expect=201)
+    gus = BasicAuth("gus", PASSWORD)
+    token = (await call(origin, "POST", "/me/tokens", gus, {"label": "ci"}, expect=201))["token"]
+    # A stolen token (or an app token) cannot change the password it stands beside.
+    change = {"password": "new-password-1"}
+    await call(origin, "PATCH", "/users/gus", BasicAuth("gus", token), change, expect=403)
+    stolen = {**change, "current_password": token}
+    await call(origin, "PATCH", "/users/gus", BasicAuth("gus", token), stolen, expect=403)
+    await call(origin, "PATCH", "/users/gus", gus, {**change, "current_password": PASSWORD})
+    await call(origin, "GET", "/me", BasicAuth("gus", "new-password-1"))
+    await call(origin, "GET", "/me", gus, expect=401)
+    # An admin sets another user's password without knowing the old one.
+    await call(origin, "PATCH", "/users/gus", root, {"password": PASSWORD})
+    await call(origin, "GET", "/me", gus)

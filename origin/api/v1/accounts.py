@@ -6,10 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ocicore.errors import ErrorCode, OCIError
 from origin.admin.base import Caller
 from origin.api.v1 import schemas
-from origin.api.v1.spec import json
+from origin.api.v1.spec import json, number_param, text_param
 from origin.keys import PEOPLE
 from origin.metadata.access import Account, AppToken
 
@@ -65,8 +64,8 @@ async def revoke_app_token(request: web.Request, caller: Caller, _: Any) -> web.
 
 
 async def list_users(request: web.Request, caller: Caller, _: Any) -> web.Response:
-    after = request.query.get("after", "")[:255]
-    limit = limit_param(request)
+    after = text_param(request, "after")
+    limit = number_param(request, "limit", 100, 1, 1000)
     return json(
         [account_view(a) for a in await request.app[PEOPLE].list_users(caller, after, limit)]
     )
@@ -92,12 +91,6 @@ async def update_user(
         admin=body.admin,
         disabled=body.disabled,
         password=body.password,
+        current_password=body.current_password,
     )
     return json(account_view(updated))
-
-
-def limit_param(request: web.Request) -> int:
-    text = request.query.get("limit", "100")
-    if not text.isdigit() or len(text) > 6:
-        raise OCIError(ErrorCode.INVALID_REQUEST, "limit must be a number from 1 to 1000")
-    return max(1, min(int(text), 1000))

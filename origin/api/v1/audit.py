@@ -11,8 +11,7 @@ from aiohttp import web
 from ocicore.errors import ErrorCode, OCIError
 from origin.admin.base import Caller
 from origin.api.v1 import schemas
-from origin.api.v1.accounts import limit_param
-from origin.api.v1.spec import Param, json
+from origin.api.v1.spec import Param, json, number_param, text_param
 from origin.keys import AUDIT, PEOPLE
 
 FILTERS = (
@@ -25,7 +24,9 @@ FILTERS = (
 )
 PAGING = (
     Param(
-        "after", "The id of the last event of the previous page", {"type": "integer", "minimum": 0}
+        "after",
+        "The id of the last event of the previous page",
+        {"type": "integer", "minimum": 0, "maximum": 2**62},
     ),
     Param(
         "limit", "Events per page (1 to 1000)", {"type": "integer", "minimum": 1, "maximum": 1000}
@@ -46,7 +47,7 @@ def _moment(text: str | None, name: str) -> datetime | None:
 def _filters(request: web.Request) -> dict[str, Any]:
     query = request.query
     filters: dict[str, Any] = {
-        name: query[name][:255]
+        name: text_param(request, name)
         for name in ("actor", "repository", "action", "outcome")
         if name in query
     }
@@ -55,19 +56,11 @@ def _filters(request: web.Request) -> dict[str, Any]:
     return filters
 
 
-def _after(request: web.Request) -> int:
-    text = request.query.get("after", "0")
-    if not text.isdigit() or len(text) > 18:
-        raise OCIError(ErrorCode.INVALID_REQUEST, "after must be an event id")
-    return int(text)
-
-
 async def query_audit(request: web.Request, caller: Caller, _: Any) -> web.Response:
     request.app[PEOPLE].require_admin(caller, "audit.read")
-    limit = limit_param(request)
-    events = await request.app[AUDIT].query(
-        **_filters(request), after_id=_after(request), limit=limit
-    )
+    limit = number_param(request, "limit", 100, 1, 1000)
+    after = number_param(request, "after", 0, 0, 2**62)
+    events = await request.app[AUDIT].query(**_filters(request), after_id=after, limit=limit)
     page = [schemas.AuditEvent(**event) for event in events]
     next_after = page[-1].id if len(page) == limit else None
     return json(schemas.AuditPage(events=page, next_after=next_after))

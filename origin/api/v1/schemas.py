@@ -6,10 +6,18 @@ what the handlers enforce.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back times without their zone; every stored time is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+Time = Annotated[datetime, AfterValidator(_utc)]
 
 AccountName = Annotated[
     str,
@@ -28,7 +36,8 @@ RepositoryRole = Literal["read", "write", "admin"]
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: `"public": "yes"` is an error, not a guess.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Response(BaseModel):
@@ -48,6 +57,9 @@ class UserUpdate(Request):
     admin: bool | None = None
     disabled: bool | None = None
     password: Password | None = None
+    current_password: Password | None = Field(
+        None, description="Needed to change one's own password: a stolen token cannot."
+    )
 
 
 class OrganizationCreate(Request):
@@ -69,12 +81,12 @@ class TeamUpdate(Request):
 
 class RobotCreate(Request):
     name: AccountName
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(None, description="Must be in the future.")
 
 
 class AppTokenCreate(Request):
     label: Label
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(None, description="Must be in the future.")
 
 
 class PermissionSet(Request):
@@ -95,8 +107,8 @@ class Account(Response):
     provider: str | None
     email: str | None
     disabled: bool
-    expires_at: datetime | None
-    created_at: datetime
+    expires_at: Time | None
+    created_at: Time
 
 
 class Team(Response):
@@ -113,14 +125,14 @@ class Organization(Response):
 
 class Robot(Response):
     name: str
-    expires_at: datetime | None
-    created_at: datetime
+    expires_at: Time | None
+    created_at: Time
 
 
 class RobotSecret(Response):
     name: str
     secret: str = Field(description="Shown once: Wharf keeps only its hash.")
-    expires_at: datetime | None
+    expires_at: Time | None
 
 
 class AppToken(Response):
@@ -129,9 +141,9 @@ class AppToken(Response):
         description="app: minted by the user; refresh: handed to a client at sign-in."
     )
     label: str = Field(description="The user's label, or a refresh token's client id.")
-    created_at: datetime
-    last_used_at: datetime | None
-    expires_at: datetime | None
+    created_at: Time
+    last_used_at: Time | None
+    expires_at: Time | None
     revoked: bool
 
 
@@ -155,7 +167,7 @@ class RepositoryAccess(Response):
 
 class AuditEvent(Response):
     id: int
-    at: datetime
+    at: Time
     actor: str | None
     action: str
     outcome: str

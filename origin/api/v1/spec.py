@@ -75,14 +75,32 @@ def aiohttp_path(path: str) -> str:
     )
 
 
+def text_param(request: web.Request, name: str, default: str = "", limit: int = 255) -> str:
+    value = request.query.get(name, default)
+    if len(value) > limit:
+        raise OCIError(ErrorCode.INVALID_REQUEST, f"{name} is longer than {limit}")
+    return value
+
+
+def number_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 19 or not low <= int(text) <= high:
+        raise OCIError(ErrorCode.INVALID_REQUEST, f"{name} must be a number from {low} to {high}")
+    return int(text)
+
+
 async def read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise OCIError(ErrorCode.INVALID_REQUEST, "body too large", status=413)
     raw = await request.content.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise OCIError(ErrorCode.INVALID_REQUEST, "body too large", status=413)
+    if not raw.strip():
+        raise OCIError(ErrorCode.INVALID_REQUEST, "a JSON body is required")
     try:
-        return model.model_validate_json(raw or b"{}")
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         problems = [
             {"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()
