@@ -57,10 +57,14 @@ class People(Management):
         if is_self and (disabled or admin is False):
             # Nobody locks themselves out; another admin can do it if it must be done.
             raise self.denied(caller, "user.update", "you cannot disable or demote yourself")
-        if is_self and password is not None and (
-            current_password is None
-            or current_password.startswith(APP_TOKEN_PREFIX)  # the password itself, no stand-in
-            or await self.accounts.authenticate(name, current_password) is None
+        if (
+            is_self
+            and password is not None
+            and (
+                current_password is None
+                or current_password.startswith(APP_TOKEN_PREFIX)  # the password itself, no stand-in
+                or await self.accounts.authenticate(name, current_password) is None
+            )
         ):
             raise self.denied(caller, "user.update", "current_password is wrong or missing")
         found = await self.user(caller, name)
