@@ -135,7 +135,11 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
     )
     await ensure_admin(accounts, config.data_dir)
     app[SIGNING_KEYS] = keys
-    app[VERIFIER] = TokenVerifier(keys.public_keys(), config.auth_issuer, config.auth_service)
+    # The origin checks tokens it signed itself: no clock between issuer and verifier to skew,
+    # so a second of leeway (for `exp` being whole seconds) is all a token gets past its end.
+    app[VERIFIER] = TokenVerifier(
+        keys.public_keys(), config.auth_issuer, config.auth_service, leeway=1.0
+    )
     app[TOKENS] = TokenService(
         accounts,
         keys,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,17 @@ async def test_a_failing_sink_spools_and_loses_nothing(
         ("pull", "alice"),
     ]
     assert list(spool.glob("*.jsonl")) == []
+
+
+async def test_retention_deletes_only_what_is_older(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}")
+    await migrate(engine)
+    log = AuditLog(engine, tmp_path / "spool")
+    now = datetime.now(UTC)
+    for days in (500, 100, 0):
+        log.record(AuditEvent("pull", "ok", "alice", "a/b", at=now - timedelta(days=days)))
+    await log.flush()
+    assert await log.prune(now - timedelta(days=400)) == 1
+    kept = await log.query()
+    assert [e["at"] for e in kept] == [now - timedelta(days=100), now]
+    await engine.dispose()

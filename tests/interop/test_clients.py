@@ -3,75 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
 import socket
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.interop.clients import (
+    creds,
+    layers,
+    layout_digest,
+    podman,
+    run,
+    skopeo_copy,
+    skopeo_inspect,
+)
 from tests.process import OriginProcess
 from tests.support import admin_auth, write_oci_layout
 
 pytestmark = pytest.mark.interop
-
-
-async def run(*argv: str, env: dict[str, str] | None = None) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0, f"{argv} failed:\n{out.decode()}"
-    return out.decode()
-
-
-def layers() -> list[dict[str, bytes]]:
-    return [
-        {"etc/wharf/random.bin": os.urandom(2 << 20)},
-        {"usr/share/doc/readme.txt": b"three layers\n" * 100},
-        {"opt/app/data.json": json.dumps({"n": list(range(1000))}).encode()},
-    ]
-
-
-def layout_digest(folder: Path) -> str:
-    return str(json.loads((folder / "index.json").read_text())["manifests"][0]["digest"])
-
-
-def creds(origin: OriginProcess) -> str:
-    """``admin:<password>`` for the clients' --creds flags (Distribution ignores them)."""
-    return "admin:" + (origin.data_dir / "admin-password").read_text().strip()
-
-
-async def skopeo_copy(src: str, dst: str, credentials: str) -> None:
-    await run(
-        "skopeo",
-        "copy",
-        "--insecure-policy",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "--src-creds",
-        credentials,
-        "--dest-creds",
-        credentials,
-        src,
-        dst,
-    )
-
-
-async def skopeo_inspect(reference: str, credentials: str, *flags: str) -> Any:
-    out = await run(
-        "skopeo", "inspect", "--tls-verify=false", "--creds", credentials, *flags, reference
-    )
-    return json.loads(out)
 
 
 async def test_skopeo_copies_a_multi_layer_image_in_and_out(
@@ -91,38 +43,6 @@ async def test_skopeo_copies_a_multi_layer_image_in_and_out(
     inspected = await skopeo_inspect(f"docker://{host}/team/app:v1", creds(origin_process))
     assert inspected["Digest"] == digest
     assert len(inspected["Layers"]) == 3
-
-
-PODMAN_STORAGE = (
-    "--storage-driver",
-    "vfs",
-    "--events-backend",
-    "file",
-    "--cgroup-manager",
-    "cgroupfs",
-)
-
-
-def podman(storage: Path, *argv: str) -> list[str]:
-    return [
-        "podman",
-        "--root",
-        str(storage / "root"),
-        "--runroot",
-        str(storage / "run"),
-        "--tmpdir",
-        str(storage / "tmp"),
-        *PODMAN_STORAGE,
-        *argv,
-    ]
-
-
-@pytest.fixture
-def podman_storage() -> Iterator[Path]:
-    """Podman's storage, all of it in a temporary folder (its runroot must be short)."""
-    folder = Path(tempfile.mkdtemp(prefix="wharf-podman-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_podman_pulls_and_pushes(

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ocicore.auth.scopes import InvalidScope, Scope, parse_scope, parse_scopes
 from ocicore.auth.tokens import TokenError, TokenVerifier, bearer_token
 from origin.auth.signing import SigningKeys
+from origin.auth.token_endpoint import basic_credentials
 
 ISSUER, AUDIENCE = "wharf-origin", "wharf"
 PULL = Scope("repository", "team/app", frozenset({"pull"}))
@@ -174,3 +175,35 @@ def test_scopes_round_trip(name: str, acts: set[str]) -> None:
 def test_bad_scopes(text: str) -> None:
     with pytest.raises(InvalidScope):
         parse_scope(text)
+
+
+@given(st.text(max_size=300))
+def test_basic_header_parser_never_crashes(header: str) -> None:
+    parsed = basic_credentials(header)
+    assert parsed is None or len(parsed) == 2
+
+
+@given(
+    st.text(min_size=1, max_size=64).filter(lambda n: ":" not in n),
+    st.text(max_size=200),
+)
+def test_basic_credentials_round_trip(name: str, password: str) -> None:
+    encoded = base64.b64encode(f"{name}:{password}".encode()).decode()
+    assert basic_credentials(f"Basic {encoded}") == (name, password)
+    assert basic_credentials(f"basic   {encoded}  ") == (name, password)
+    assert basic_credentials(f"Bearer {encoded}") is None
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_tokens_are_refused_not_crashed_on(raw: bytes) -> None:
+    verifier = TokenVerifier({}, ISSUER, AUDIENCE)
+    for candidate in (raw.decode("latin-1"), base64.urlsafe_b64encode(raw).decode() + ".e30.x"):
+        with pytest.raises(TokenError):
+            verifier.verify(candidate)
+
+
+def test_the_api_scope_is_exactly_api_v1_star() -> None:
+    assert parse_scope("api:v1:*") == Scope("api", "v1", frozenset({"*"}))
+    for bad in ("api:v1:pull", "api:v2:*", "api:*:*"):
+        with pytest.raises(InvalidScope):
+            parse_scope(bad)
