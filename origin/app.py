@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,7 @@ from origin.auth.accounts import AccountService
 from origin.auth.bootstrap import ensure_admin
 from origin.auth.ldap import LdapProvider
 from origin.auth.oidc import OidcProvider
-from origin.auth.signing import SigningKeys
+from origin.auth.signing import JWKS_MAX_AGE, SigningKeys
 from origin.auth.throttle import Limits, LoginThrottle
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
@@ -207,8 +208,41 @@ async def _reap_uploads(uploads: UploadService, ttl: float) -> None:
 async def jwks(request: web.Request) -> web.Response:
     """The public keys that sign the origin's tokens, for edges to verify them offline."""
     return web.json_response(
-        request.app[SIGNING_KEYS].jwks(), headers={"Cache-Control": "max-age=300"}
+        request.app[SIGNING_KEYS].jwks(), headers={"Cache-Control": f"max-age={JWKS_MAX_AGE}"}
     )
+
+
+async def _key_rotation(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_rotate_keys(app), name="signing-key-rotation")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _rotate_keys(app: web.Application, interval: float = 60.0) -> None:
+    """Rotate the signing key when it is older than the rotation period, retire the keys no
+    live token needs, and keep the verifier's keys in step (also with rotations made by an
+    admin or another replica)."""
+    config, keys, verifier = app[CONFIG], app[SIGNING_KEYS], app[VERIFIER]
+    period = config.signing_key_rotation_days * 86400
+    known = {key.kid for key in keys.keys}
+    while True:
+        try:
+            await asyncio.to_thread(keys.reload)
+            newest = keys.keys[-1]
+            if period > 0 and time.time() - newest.created > period:
+                key = await asyncio.to_thread(keys.rotate)
+                _log.info("rotated the signing key", next=key.kid, signing=keys.current.kid)
+            retired = await asyncio.to_thread(keys.retire, config.token_ttl_seconds)
+            if retired:
+                _log.info("retired signing keys", kids=retired)
+            if {key.kid for key in keys.keys} != known:
+                verifier.set_keys(keys.public_keys())
+                known = {key.kid for key in keys.keys}
+        except Exception:  # keep going: the next round may succeed
+            _log.exception("signing key rotation failed")
+        await asyncio.sleep(interval)
 
 
 async def token(request: web.Request) -> web.Response:
@@ -248,7 +282,9 @@ def create_app(config: OriginConfig) -> web.Application:
     app[METRICS] = HttpMetrics.create("origin", CollectorRegistry())
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # hashes and keys inside
     app[CONTENT] = ContentStore(config.data_dir)
-    app.cleanup_ctx.extend([_database, _audit, _auth, _oidc, _sendfile_pool, _upload_reaper])
+    app.cleanup_ctx.extend(
+        [_database, _audit, _auth, _key_rotation, _oidc, _sendfile_pool, _upload_reaper]
+    )
     add_health_routes(app, _readiness(app))
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/auth/jwks", jwks)

@@ -47,6 +47,7 @@ class OriginConfig:
     auth_issuer: str = "wharf-origin"
     auth_realm: str = ""  # the token endpoint clients are sent to; empty: this host's /auth/token
     token_ttl_seconds: float = 300.0
+    signing_key_rotation_days: float = 90.0  # a new signing key this often (0: never)
     # Off: /v2/ answers without tokens, as an open registry would. For benchmarks and sealed
     # labs only, so it is refused unless the origin listens on a loopback address.
     auth_enabled: bool = True

@@ -82,6 +82,11 @@ class TokenVerifier:
     def from_jwks(cls, jwks: Mapping[str, Any], issuer: str, audience: str) -> TokenVerifier:
         return cls(public_keys(jwks), issuer, audience)
 
+    def set_keys(self, keys: Mapping[str, Any]) -> None:
+        """New verification keys (a rotation); grants verified with the old set are dropped."""
+        self._keys = dict(keys)
+        self._grants.clear()
+
     def verify(self, token: str) -> Grant:
         grant = self._grants.get(token)
         if grant is None:

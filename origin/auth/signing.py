@@ -1,8 +1,13 @@
 """The origin's token signing keys: ES256 (P-256), created on first start, published as JWKS.
 
 Keys live in ``<data_dir>/keys/<kid>.pem`` (mode 0600), where the key id is the key's RFC 7638
-thumbprint. The newest key signs; every key in the folder is published, so tokens signed by a
-key that is being rotated out stay verifiable until they expire and the file is removed.
+thumbprint and the file's time is the key's creation. Every key in the folder is published.
+
+Rotation, without a token anyone holds being refused: a new key is published ``publish_ahead``
+seconds (the JWKS cache lifetime of edges) before it starts signing, so every verifier knows it
+by then; the key it replaces keeps being published until the last token it signed has
+expired, and is then deleted (:meth:`SigningKeys.retire`). An emergency rotation (a key that
+leaked) signs with the new key at once and deletes the others: every outstanding token dies.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ocicore.auth.scopes import Scope
+
+KeyState = Literal["next", "signing", "retiring"]
+JWKS_MAX_AGE = 300  # seconds verifiers may cache the key set; a new key is published this early
 
 
 def _b64(data: bytes) -> str:
@@ -56,16 +64,59 @@ class SigningKey:
 
 
 class SigningKeys:
-    def __init__(self, keys: Sequence[SigningKey]) -> None:
+    def __init__(
+        self, folder: Path, keys: Sequence[SigningKey], publish_ahead: float = JWKS_MAX_AGE
+    ) -> None:
         if not keys:
             raise ValueError("at least one signing key is needed")
+        self.folder = folder
+        self.publish_ahead = publish_ahead
         self.keys = sorted(keys, key=lambda k: k.created)
 
     @classmethod
-    def load_or_create(cls, folder: Path) -> SigningKeys:
+    def load_or_create(cls, folder: Path, publish_ahead: float = JWKS_MAX_AGE) -> SigningKeys:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         keys = [cls._load(path) for path in sorted(folder.glob("*.pem"))]
-        return cls(keys or [cls.create(folder)])
+        return cls(folder, keys or [cls.create(folder)], publish_ahead)
+
+    def reload(self) -> None:
+        """Read the folder again (another replica, or an operator, may have rotated)."""
+        keys = [self._load(path) for path in sorted(self.folder.glob("*.pem"))]
+        if keys:
+            self.keys = sorted(keys, key=lambda k: k.created)
+
+    def rotate(self, immediately: bool = False) -> SigningKey:
+        """A new key: signing once it has been published for ``publish_ahead`` seconds, or
+        at once (``immediately``, when a key leaked), the other keys then deleted."""
+        key = self.create(self.folder)
+        if immediately:
+            for old in self.keys:
+                (self.folder / f"{old.kid}.pem").unlink(missing_ok=True)
+            self.keys = [key]
+        else:
+            self.keys = [*self.keys, key]
+        return key
+
+    def retire(self, token_ttl: float, now: float | None = None) -> list[str]:
+        """Delete the keys older than the signing one once every token they signed has
+        expired; their key ids."""
+        now = time.time() if now is None else now
+        current = self.current
+        replaced_at = max(current.created + self.publish_ahead, current.created)
+        if now < replaced_at + token_ttl + 60:  # a minute for clocks and the verifiers' leeway
+            return []
+        old = [k for k in self.keys if k.created < current.created]
+        for key in old:
+            (self.folder / f"{key.kid}.pem").unlink(missing_ok=True)
+        self.keys = [k for k in self.keys if k not in old]
+        return [k.kid for k in old]
+
+    def state(self, key: SigningKey) -> KeyState:
+        """``signing``, ``next`` (published, not signing yet) or ``retiring``."""
+        current = self.current
+        if key is current:
+            return "signing"
+        return "next" if key.created > current.created else "retiring"
 
     @staticmethod
     def _load(path: Path) -> SigningKey:
@@ -91,7 +142,9 @@ class SigningKeys:
 
     @property
     def current(self) -> SigningKey:
-        return self.keys[-1]
+        """The newest key published for ``publish_ahead`` seconds (the oldest, if none is)."""
+        ready = [k for k in self.keys if k.created <= time.time() - self.publish_ahead]
+        return ready[-1] if ready else self.keys[0]
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [key.jwk() for key in self.keys]}

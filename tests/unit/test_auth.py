@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def test_rotated_keys_keep_old_tokens_valid(tmp_path: Path) -> None:
     old = SigningKeys.load_or_create(folder)
     token = issue(old)
     SigningKeys.create(folder)
-    rotated = SigningKeys.load_or_create(folder)
+    rotated = SigningKeys.load_or_create(folder, publish_ahead=0)  # a restart, much later
     assert rotated.current.kid != old.current.kid
     verifier = TokenVerifier.from_jwks(rotated.jwks(), ISSUER, AUDIENCE)
     assert verifier.verify(token).subject == "alice"
@@ -207,3 +208,45 @@ def test_the_api_scope_is_exactly_api_v1_star() -> None:
     for bad in ("api:v1:pull", "api:v2:*", "api:*:*"):
         with pytest.raises(InvalidScope):
             parse_scope(bad)
+
+
+def age(keys: SigningKeys, kid: str, seconds: float) -> None:
+    """Make a key file look ``seconds`` old, as the clock would after a while."""
+    moment = time.time() - seconds
+    os.utime(keys.folder / f"{kid}.pem", (moment, moment))
+    keys.reload()
+
+
+def test_a_rotation_publishes_first_signs_later_and_retires_last(tmp_path: Path) -> None:
+    keys = SigningKeys.load_or_create(tmp_path / "keys", publish_ahead=300)
+    old = keys.current
+    age(keys, old.kid, 100 * 86400)
+    before = issue(keys)
+    new = keys.rotate()
+    # Published at once, but the old key signs until verifiers' caches can know the new one.
+    assert {k["kid"] for k in keys.jwks()["keys"]} == {old.kid, new.kid}
+    assert keys.current.kid == old.kid
+    assert keys.state(keys.keys[-1]) == "next"
+    age(keys, new.kid, 301)
+    assert keys.current.kid == new.kid
+    assert [keys.state(k) for k in keys.keys] == ["retiring", "signing"]
+    after = issue(keys)
+    verifier = TokenVerifier.from_jwks(keys.jwks(), ISSUER, AUDIENCE)
+    assert verifier.verify(before).subject == verifier.verify(after).subject == "alice"
+    # The old key goes once the last token it signed has expired, not before.
+    assert keys.retire(token_ttl=300) == []
+    assert keys.retire(token_ttl=300, now=time.time() + 400) == [old.kid]
+    assert [p.stem for p in keys.folder.glob("*.pem")] == [new.kid]
+
+
+def test_an_emergency_rotation_refuses_every_outstanding_token(tmp_path: Path) -> None:
+    keys = SigningKeys.load_or_create(tmp_path / "keys")
+    leaked = issue(keys)
+    verifier = TokenVerifier.from_jwks(keys.jwks(), ISSUER, AUDIENCE)
+    assert verifier.verify(leaked).subject == "alice"
+    new = keys.rotate(immediately=True)
+    assert keys.current.kid == new.kid
+    verifier.set_keys(keys.public_keys())
+    with pytest.raises(TokenError, match="unknown key"):
+        verifier.verify(leaked)  # a cached grant included
+    assert verifier.verify(issue(keys)).subject == "alice"

@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 from aiohttp import web
 
-from origin.api.v1 import accounts, audit, oidc, organizations, repositories, schemas
+from origin.api.v1 import accounts, audit, keys, oidc, organizations, repositories, schemas
 from origin.api.v1.spec import Operation, Param, aiohttp_path, openapi, route
 
 P = "/api/v1"
@@ -42,6 +42,8 @@ OPERATIONS = (
     Operation("DELETE", REPO + "/permissions/{kind}/{subject}", repositories.remove_permission, "Take a role away", status=204),
     Operation("GET", P + "/audit", audit.query_audit, "Audit events, filtered, a page at a time (system admins)", response=schemas.AuditPage, query=audit.FILTERS + audit.PAGING),
     Operation("GET", P + "/audit/export", audit.export_audit, "Every matching audit event as JSON lines (system admins)", response=schemas.AuditEvent, query=audit.FILTERS, content_type="application/x-ndjson"),
+    Operation("GET", P + "/signing-keys", keys.list_signing_keys, "The token signing keys and their state (system admins)", response=schemas.SigningKey, many=True),
+    Operation("POST", P + "/signing-keys", keys.rotate_signing_key, "Rotate the signing key, gently or (a leaked key) at once", body=schemas.KeyRotate, response=schemas.SigningKey, many=True, status=201),
 )  # fmt: skip
 
 

@@ -196,3 +196,18 @@ class ErrorEntry(Response):
 
 class Errors(Response):
     errors: list[ErrorEntry]
+
+
+class KeyRotate(Request):
+    immediately: bool = Field(
+        False,
+        description="Sign with the new key at once and delete the others, refusing every "
+        "outstanding token: for a key that leaked. Otherwise the new key is published first "
+        "and signs once verifiers' caches know it.",
+    )
+
+
+class SigningKey(Response):
+    kid: str
+    created_at: Time
+    state: Literal["next", "signing", "retiring"]
