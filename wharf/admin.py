@@ -103,7 +103,15 @@ def _group(commands: Any, name: str, help: str) -> Any:
 
 def add_commands(commands: Any) -> None:
     """Add the admin commands to the ``wharf`` parser's subcommands."""
-    for add in (_me_and_users, _orgs_and_teams, _robots, _tokens, _repositories, _audit_command):
+    for add in (
+        _me_and_users,
+        _orgs_and_teams,
+        _robots,
+        _tokens,
+        _repositories,
+        _audit_command,
+        _keys,
+    ):
         add(commands)
 
 
@@ -276,6 +284,20 @@ def _audit_command(commands: Any) -> None:
     c.add_argument("--after", type=int)
     c.add_argument("--limit", type=int)
     c.add_argument("--export", action="store_true", help="every match, as JSON lines")
+
+
+def _keys(commands: Any) -> None:
+    keys = _group(commands, "keys", "token signing keys (system admins)")
+    _command(keys, "list", lambda a: Call("GET", "/signing-keys"), "keys and their state")
+    c = _command(
+        keys,
+        "rotate",
+        lambda a: Call("POST", "/signing-keys", {"immediately": a.immediately}),
+        "publish a new key (it signs in 5 minutes)",
+    )
+    c.add_argument(
+        "--immediately", action="store_true", help="a key leaked: refuse every outstanding token"
+    )
 
 
 def _caller(args: argparse.Namespace) -> tuple[str, str]:

@@ -70,6 +70,8 @@ async def test_an_operator_sets_up_an_organization(origin_process: OriginProcess
     assert code == 1
     assert "401" in err
 
+    (key,) = await ok(o, "keys", "list")
+    assert key["state"] == "signing"
     code, _, err = await wharf(o, "users", "list", **dana)
     assert (code, "403" in err) == (1, True)  # dana is no system admin
 
