@@ -7,7 +7,6 @@ services over it, the token machinery, the sendfile threads, the upload reaper.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from ocicore.auth.enforce import bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.cas import ContentStore
+from ocicore.tasks import repeat, running
 from ocicore.web.health import Readiness, add_health_routes
 from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
@@ -97,33 +97,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _audit(app: web.Application) -> AsyncIterator[None]:
     audit = AuditLog(app[META].engine, app[CONFIG].data_dir / "audit-spool")
     app[AUDIT] = audit
-    tasks = [
-        asyncio.create_task(audit.run(), name="audit-writer"),
-        asyncio.create_task(
-            _expire_audit(audit, app[CONFIG].audit_retention_days), name="audit-retention"
-        ),
-    ]
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    retention = timedelta(days=app[CONFIG].audit_retention_days)
+
+    async def expire() -> None:
+        cutoff = datetime.now(UTC) - retention
+        pruned = await audit.prune(cutoff)
+        if pruned:
+            _log.info("expired audit events", count=pruned, before=cutoff.isoformat())
+
+    async with running(
+        audit_writer=audit.run(), audit_retention=repeat(expire, 3600, "audit-retention")
+    ):
+        yield
     await audit.flush()  # what the last requests recorded
-
-
-async def _expire_audit(audit: AuditLog, retention_days: float) -> None:
-    """Delete audit events older than the retention setting, at start and then hourly."""
-    while True:
-        cutoff = datetime.now(UTC) - timedelta(days=retention_days)
-        try:
-            pruned = await audit.prune(cutoff)
-        except Exception:  # keep going: the next round may succeed
-            _log.exception("audit retention failed")
-        else:
-            if pruned:
-                _log.info("expired audit events", count=pruned, before=cutoff.isoformat())
-        await asyncio.sleep(3600)
 
 
 async def _auth(app: web.Application) -> AsyncIterator[None]:
@@ -182,27 +168,17 @@ async def _sendfile_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upload_reaper(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(
-        _reap_uploads(app[UPLOADS], app[CONFIG].upload_ttl_seconds), name="upload-reaper"
-    )
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def _reap_uploads(uploads: UploadService, ttl: float) -> None:
     """Expire abandoned upload sessions, checking a few times per TTL (at most every 10 min)."""
+    uploads, ttl = app[UPLOADS], app[CONFIG].upload_ttl_seconds
+
+    async def reap() -> None:
+        expired = await uploads.expire(ttl)
+        if expired:
+            _log.info("expired upload sessions", count=expired)
+
     interval = min(ttl / 4, 600.0)
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            expired = await uploads.expire(ttl)
-        except Exception:  # keep reaping: the next round may succeed
-            _log.exception("upload reaper failed")
-        else:
-            if expired:
-                _log.info("expired upload sessions", count=expired)
+    async with running(upload_reaper=repeat(reap, interval, "upload-reaper", interval)):
+        yield
 
 
 async def jwks(request: web.Request) -> web.Response:
@@ -213,36 +189,28 @@ async def jwks(request: web.Request) -> web.Response:
 
 
 async def _key_rotation(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_rotate_keys(app), name="signing-key-rotation")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def _rotate_keys(app: web.Application, interval: float = 60.0) -> None:
     """Rotate the signing key when it is older than the rotation period, retire the keys no
     live token needs, and keep the verifier's keys in step (also with rotations made by an
     admin or another replica)."""
     config, keys, verifier = app[CONFIG], app[SIGNING_KEYS], app[VERIFIER]
     period = config.signing_key_rotation_days * 86400
     known = {key.kid for key in keys.keys}
-    while True:
-        try:
-            await asyncio.to_thread(keys.reload)
-            newest = keys.keys[-1]
-            if period > 0 and time.time() - newest.created > period:
-                key = await asyncio.to_thread(keys.rotate)
-                _log.info("rotated the signing key", next=key.kid, signing=keys.current.kid)
-            retired = await asyncio.to_thread(keys.retire, config.token_ttl_seconds)
-            if retired:
-                _log.info("retired signing keys", kids=retired)
-            if {key.kid for key in keys.keys} != known:
-                verifier.set_keys(keys.public_keys())
-                known = {key.kid for key in keys.keys}
-        except Exception:  # keep going: the next round may succeed
-            _log.exception("signing key rotation failed")
-        await asyncio.sleep(interval)
+
+    async def rotate() -> None:
+        nonlocal known
+        await asyncio.to_thread(keys.reload)
+        if period > 0 and time.time() - keys.keys[-1].created > period:
+            key = await asyncio.to_thread(keys.rotate)
+            _log.info("rotated the signing key", next=key.kid, signing=keys.current.kid)
+        retired = await asyncio.to_thread(keys.retire, config.token_ttl_seconds)
+        if retired:
+            _log.info("retired signing keys", kids=retired)
+        if {key.kid for key in keys.keys} != known:
+            verifier.set_keys(keys.public_keys())
+            known = {key.kid for key in keys.keys}
+
+    async with running(signing_key_rotation=repeat(rotate, 60, "signing-key-rotation")):
+        yield
 
 
 async def token(request: web.Request) -> web.Response:
