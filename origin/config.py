@@ -9,25 +9,17 @@ keep a file holding their secrets readable by the service alone.
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocicore import settings
+from ocicore.settings import parse_listen
 from origin.auth.ldap import LdapConfig
 from origin.auth.oidc import OidcConfig
 
-ENV_PREFIX = "WHARF_ORIGIN_"
 MiB = 1 << 20
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen must be HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":port" means all
 
 
 @dataclass(frozen=True)
@@ -108,48 +100,7 @@ class OriginConfig:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> OriginConfig:
-        values: dict[str, Any] = {}
-        if file is not None:
-            with file.open("rb") as f:
-                values.update(tomllib.load(f).get("origin", {}))
-        for key, value in (env or {}).items():
-            if key.startswith(ENV_PREFIX):
-                values[key[len(ENV_PREFIX) :].lower()] = value
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        return cls(**_coerce(values))
-
-
-def _boolean(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, not {text!r}")
+        return settings.load(cls, "origin", file, env, overrides, _PROVIDERS)
 
 
 _PROVIDERS: dict[str, Any] = {"ldap": LdapConfig, "oidc": OidcConfig}
-
-
-def _coerce(values: dict[str, Any]) -> dict[str, Any]:
-    fields = {f.name: f for f in dataclasses.fields(OriginConfig)}
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown origin settings: {', '.join(sorted(unknown))}")
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        if name in _PROVIDERS:
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{name} must be a table ([origin.{name}])")
-            try:
-                out[name] = _PROVIDERS[name](**value)
-            except TypeError as exc:
-                raise ValueError(f"[origin.{name}]: {exc}") from None
-            continue
-        default: Any = fields[name].default
-        kind = type(default)
-        if kind is bool and isinstance(value, str):
-            out[name] = _boolean(name, value)
-        else:
-            out[name] = value if isinstance(value, kind) else kind(value)
-    return out

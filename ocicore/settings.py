@@ -1,0 +1,97 @@
+"""Layered settings for every Wharf component: defaults < TOML file < environment < flags.
+
+A component's settings are a frozen dataclass; each field has one name used everywhere:
+``data_dir`` in the component's table of the file (``[origin]``, ``[edge]``),
+``WHARF_<COMPONENT>_DATA_DIR`` in the environment and ``--data-dir`` on the command line.
+Nested tables (``[origin.ldap]``) become the dataclasses named in ``tables``; sizes may be
+written ``20GiB``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":port" means all
+
+
+def parse_size(text: str) -> int:
+    """``20GiB``, ``512MiB``, ``1.5G``, ``1048576`` -> bytes (binary units)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (try 20GiB)")
+    unit = (match[2] or "").upper()[:1]
+    return int(float(match[1]) * _UNITS[unit])
+
+
+def boolean(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {text!r}")
+
+
+def load(
+    cls: type[T],
+    table: str,
+    file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    tables: Mapping[str, Any] | None = None,
+) -> T:
+    """Build ``cls`` from its defaults, ``[table]`` of ``file``, ``WHARF_<TABLE>_*`` variables
+    of ``env`` and ``overrides`` (None values ignored), later winning."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        with file.open("rb") as f:
+            values.update(tomllib.load(f).get(table, {}))
+    prefix = f"WHARF_{table.upper()}_"
+    for key, value in (env or {}).items():
+        if key.startswith(prefix):
+            values[key[len(prefix) :].lower()] = value
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return cls(**_coerce(cls, table, values, tables or {}))
+
+
+def _coerce(
+    cls: type[Any], table: str, values: dict[str, Any], tables: Mapping[str, Any]
+) -> dict[str, Any]:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {table} settings: {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in tables:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{name} must be a table ([{table}.{name}])")
+            try:
+                out[name] = tables[name](**value)
+            except TypeError as exc:
+                raise ValueError(f"[{table}.{name}]: {exc}") from None
+            continue
+        default: Any = fields[name].default
+        kind = type(default)
+        if kind is bool and isinstance(value, str):
+            out[name] = boolean(name, value)
+        elif name.endswith("_bytes") and isinstance(value, str):
+            out[name] = parse_size(value)
+        else:
+            out[name] = value if isinstance(value, kind) else kind(value)
+    return out
