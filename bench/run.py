@@ -4,6 +4,9 @@ Run from the repository root::
 
     .venv/bin/python bench/run.py            # the full run (about 4 minutes), writes bench/RESULTS.md
     .venv/bin/python bench/run.py --quick    # a smoke test: one repetition, short runs, no RESULTS.md
+    .venv/bin/python bench/run.py --auth     # instead: token auth on vs off (about 5-6 minutes),
+                                             # writes bench/RESULTS-auth.md
+    .venv/bin/python bench/run.py --auth --quick   # its smoke test (about 40 s), no results file
 
 All three servers run for the whole benchmark, each pinned to CPU 0 with ``taskset -c 0``;
 every client (curl, wrk, ab, skopeo) is pinned to CPU 1 with ``taskset -c 1``, so load
@@ -11,6 +14,10 @@ generator and server never share a core. Only one server is under load at a time
 registry is seeded through the OCI HTTP API with identical bytes (POST then PUT ?digest=);
 nginx serves the same bytes as static files under the same URL paths, as the ceiling for this
 machine. nginx has no registry API, so it takes no push.
+
+``--auth`` runs two Wharf origins instead, token auth on and off
+(``WHARF_ORIGIN_AUTH_ENABLED=false``), seeded alike and pinned the same way, and measures manifest
+GET and blob HEAD requests/s on both, and token issue requests/s on the auth-on one.
 
 See bench/README.md for what each measurement means. Scratch data lives under
 /tmp/bench-scratch/ and is removed at the end of a successful run (``--keep-scratch`` keeps
@@ -41,6 +48,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -198,6 +206,15 @@ class Data:
         return f"/v2/{REPO}/manifests/{TAG}"
 
 
+def small_image() -> tuple[bytes, bytes, bytes]:
+    """(config, layer, manifest) of the small image: one ~10 KiB uncompressed tar layer."""
+    layer = tar_layer(
+        {"app/hello.txt": b"hello from the wharf benchmark\n", "app/data.bin": os.urandom(4096)}
+    )
+    config, manifest, _ = image([layer])
+    return config, layer, manifest
+
+
 def make_data(scratch: Path) -> Data:
     big = scratch / "big.bin"
     h = hashlib.sha256()
@@ -206,10 +223,7 @@ def make_data(scratch: Path) -> Data:
             chunk = os.urandom(MiB)
             h.update(chunk)
             f.write(chunk)
-    layer = tar_layer(
-        {"app/hello.txt": b"hello from the wharf benchmark\n", "app/data.bin": os.urandom(4096)}
-    )
-    config, manifest, _ = image([layer])
+    config, layer, manifest = small_image()
     layout = scratch / "push-layout"
     write_oci_layout(
         layout,
@@ -329,9 +343,10 @@ def wharf_version() -> str:
     )
 
 
-def make_servers(scratch: Path) -> dict[str, Server]:
-    wharf = Server(
-        "wharf",
+def wharf_origin(name: str, data_dir: Path, version: str, **env: str) -> Server:
+    """``wharf origin serve`` on a free loopback port, every default but ``env``."""
+    return Server(
+        name,
         [
             str(ROOT / ".venv" / "bin" / "wharf"),
             "origin",
@@ -339,12 +354,16 @@ def make_servers(scratch: Path) -> dict[str, Server]:
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
-            str(scratch / "wharf"),
+            str(data_dir),
         ],
-        wharf_version(),
+        version,
         # One token lasts the whole run; wharf verifies it once and caches the grant.
-        env={"WHARF_ORIGIN_TOKEN_TTL_SECONDS": "86400"},
+        env={"WHARF_ORIGIN_TOKEN_TTL_SECONDS": "86400", **env},
     )
+
+
+def make_servers(scratch: Path) -> dict[str, Server]:
+    wharf = wharf_origin("wharf", scratch / "wharf", wharf_version())
     dist_port = free_port()
     dist_dir = scratch / "distribution"
     dist_dir.mkdir()
@@ -511,17 +530,23 @@ async def log_in(server: Server, data_dir: Path) -> None:
     server.creds = f"admin:{password}"
 
 
+async def push_image(
+    http: aiohttp.ClientSession, base: str, blobs: list[bytes], manifest: bytes
+) -> None:
+    """The small blobs, then the manifest tagged TAG, into REPO."""
+    for blob in blobs:
+        await push_blob(http, base, REPO, sha256_bytes(blob), blob)
+    url = f"{base}/v2/{REPO}/manifests/{TAG}"
+    async with http.put(url, data=manifest, headers={"Content-Type": OCI_MANIFEST}) as r:
+        if r.status != 201:
+            raise RuntimeError(f"PUT {url} -> {r.status} {await r.text()}")
+
+
 async def seed_registry(server: Server, data: Data) -> None:
     timeout = aiohttp.ClientTimeout(total=600, sock_read=120)
-    base = server.url
     async with aiohttp.ClientSession(timeout=timeout, headers=server.headers) as http:
-        await push_blob(http, base, REPO, data.big_digest, data.big)
-        for blob in data.small_blobs:
-            await push_blob(http, base, REPO, sha256_bytes(blob), blob)
-        url = f"{base}{data.manifest_path}"
-        async with http.put(url, data=data.manifest, headers={"Content-Type": OCI_MANIFEST}) as r:
-            if r.status != 201:
-                raise RuntimeError(f"PUT {url} -> {r.status} {await r.text()}")
+        await push_blob(http, server.url, REPO, data.big_digest, data.big)
+        await push_image(http, server.url, data.small_blobs, data.manifest)
 
 
 def seed_nginx(server: Server, scratch: Path, data: Data) -> None:
@@ -701,26 +726,18 @@ def blob_get(url: str, clients: int, downloads: int, warm_up: bool, headers: lis
 
 
 def manifest_rps(url: str, seconds: int, warm_up: bool, headers: list[str]) -> Run:
-    accept = f"Accept: {OCI_MANIFEST}"
+    return wrk_rps(url, seconds, warm_up, ["-H", f"Accept: {OCI_MANIFEST}", *headers])
+
+
+def wrk_rps(url: str, seconds: int, warm_up: bool, flags: list[str]) -> Run:
+    """req/s of ``wrk -t1 -c64`` for ``seconds``; ``flags``: its -H headers, -s script."""
     warm_requests = 0
     if warm_up:  # 2 s, not in the sample: connections, caches, allocator
-        warm = run(client("wrk", "-t1", "-c64", "-d2s", "-H", accept, *headers, url))
+        warm = run(client("wrk", "-t1", "-c64", "-d2s", *flags, url))
         warm_count = re.search(r"(\d+) requests in", warm)
         warm_requests = int(warm_count[1]) if warm_count else 0
     out = run(
-        client(
-            "wrk",
-            "-t1",
-            "-c64",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            "--latency",
-            "-H",
-            accept,
-            *headers,
-            url,
-        )
+        client("wrk", "-t1", "-c64", f"-d{seconds}s", "--timeout", "10s", "--latency", *flags, url)
     )
     if "Non-2xx" in out:
         raise RuntimeError(f"wrk saw non-2xx responses from {url}:\n{out}")
@@ -1037,7 +1054,545 @@ above 1.00 means wharf is faster; for the push time (seconds) below 1.00 means w
 """
 
 
+# --------------------------------------------------------------------------- --auth mode
+
+AUTH_SCOPE = f"repository:{REPO}:pull"
+AUTH_AIM = 0.15  # the aim: auth costs less than 15% of small-request throughput
+AUTH_METRICS = [
+    *(m for m in METRICS if m.key in ("manifest", "head")),
+    Metric(
+        "token",
+        "token issue on the auth-on origin (wrk -t1 -c64)",
+        "req/s",
+        True,
+        "{:.0f}",
+        lambda v: f"{v * 1e6:.0f} µs/req",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class AuthSetup:
+    """The two origins of --auth, seeded alike, and what the measurements send."""
+
+    on: Server  # token auth on (the default); its headers carry a pull token for REPO
+    off: Server  # WHARF_ORIGIN_AUTH_ENABLED=false
+    password: str  # the admin's, on the auth-on origin
+    manifest_path: str
+    blob_path: str  # the small layer
+    token_url: str  # GET /auth/token for AUTH_SCOPE, on the auth-on origin
+    refresh_script: Path  # wrk Lua script: POST /auth/token grant_type=refresh_token
+
+    @property
+    def basic(self) -> str:
+        return aiohttp.encode_basic_auth("admin", self.password)
+
+
+@dataclass(frozen=True)
+class AuthCase:
+    """One line of the --auth results: a measurement against one origin, one way."""
+
+    metric: str  # an AUTH_METRICS key
+    key: str  # manifest, head: "on", "off"; token: "anonymous", "basic", "refresh"
+    label: str
+    how: str
+    server: Server
+    sample: Callable[[bool], Run]  # warm_up -> one sample
+    before: Callable[[], float] | None = None  # untimed, before each sample; returns seconds
+
+
+async def fetch_token(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+) -> dict[str, object]:
+    """A token response that grants exactly AUTH_SCOPE."""
+    async with http.request(method, url, headers=headers, data=form) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{method} {url} -> {r.status} {await r.text()}")
+        body: dict[str, object] = await r.json()
+    if body.get("scope") != AUTH_SCOPE:
+        raise RuntimeError(f"{method} {url} granted {body.get('scope')!r}, not {AUTH_SCOPE}")
+    return body
+
+
+async def expect(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    status: int,
+    headers: dict[str, str],
+    body: bytes | None = None,
+) -> None:
+    async with http.request(method, url, headers=headers) as r:
+        got = await r.read()
+        if r.status != status or (body is not None and got != body):
+            raise RuntimeError(f"{method} {url} -> {r.status} {got[:200]!r}, expected {status}")
+
+
+async def auth_setup(
+    on: Server, off: Server, scratch: Path, blobs: list[bytes], manifest: bytes
+) -> AuthSetup:
+    """Seed both origins alike; on the auth-on one, make REPO public and get a pull token and
+    a refresh token; then check that every request measured later gets what it should."""
+    await log_in(on, scratch / on.name)  # a pull,push token for seeding
+    password = (scratch / on.name / "admin-password").read_text().strip()
+    basic = {"Authorization": aiohttp.encode_basic_auth("admin", password)}
+    timeout = aiohttp.ClientTimeout(total=120)
+    for server in (on, off):
+        async with aiohttp.ClientSession(timeout=timeout, headers=server.headers) as http:
+            await push_image(http, server.url, blobs, manifest)
+    manifest_path = f"/v2/{REPO}/manifests/{TAG}"
+    blob_path = f"/v2/{REPO}/blobs/{sha256_bytes(blobs[-1])}"
+    token_url = f"{on.url}/auth/token?service=wharf&scope={AUTH_SCOPE}"
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        visibility = f"{on.url}/api/v1/repositories/{REPO}/-/visibility"
+        async with http.put(visibility, json={"public": True}, headers=basic) as r:
+            if r.status != 200:
+                raise RuntimeError(f"PUT {visibility} -> {r.status} {await r.text()}")
+        pull = await fetch_token(http, "GET", token_url, headers=basic)
+        on.headers = {"Authorization": f"Bearer {pull['token']}"}  # pull only, from now on
+        signed_in = await fetch_token(
+            http,
+            "POST",
+            f"{on.url}/auth/token",
+            form={
+                "grant_type": "password",
+                "username": "admin",
+                "password": password,
+                "client_id": "bench",
+                "access_type": "offline",
+                "service": "wharf",
+                "scope": AUTH_SCOPE,
+            },
+        )
+        refresh_token = str(signed_in["refresh_token"])
+        refresh_form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "service": "wharf",
+            "client_id": "bench",
+            "scope": AUTH_SCOPE,
+        }
+        await fetch_token(http, "POST", f"{on.url}/auth/token", form=refresh_form)
+        anonymous = await fetch_token(http, "GET", token_url)
+        accept = {"Accept": OCI_MANIFEST}
+        anonymous_bearer = {"Authorization": f"Bearer {anonymous['token']}"}
+        await expect(http, "GET", on.url + manifest_path, 200, accept | on.headers, manifest)
+        await expect(http, "GET", on.url + manifest_path, 200, accept | anonymous_bearer, manifest)
+        await expect(http, "GET", on.url + manifest_path, 401, accept)  # auth is on
+        await expect(http, "GET", off.url + manifest_path, 200, accept, manifest)  # and off
+        await expect(http, "HEAD", on.url + blob_path, 200, on.headers)
+        await expect(http, "HEAD", off.url + blob_path, 200, {})
+    body = urllib.parse.urlencode(refresh_form)
+    if '"' in body or "\\" in body:  # it goes into a Lua string literal below
+        raise RuntimeError(f"cannot quote the refresh form for Lua: {body!r}")
+    script = scratch / "refresh.lua"
+    script.write_text(
+        "-- generated by bench/run.py: the OAuth2 refresh of a Docker client\n"
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+        f'wrk.body = "{body}"\n'
+    )
+    return AuthSetup(on, off, password, manifest_path, blob_path, token_url, script)
+
+
+def forget_logins(setup: AuthSetup) -> float:
+    """Make the auth-on origin forget its remembered logins; time one Basic token request.
+
+    Wharf remembers a successful argon2 check for 60 s, from the first request: left alone,
+    that expiry would fall inside some sample, and all 64 of wrk's connections would miss at
+    once. Revoking an app token drops every remembered login (none may outlive a revoked
+    token), so: create and revoke one of the admin's, then send one Basic token request alone
+    (it pays the argon2 check; its time is returned), and the sample that follows runs on a
+    login remembered seconds ago.
+    """
+    api = f"{setup.on.url}/api/v1/me/tokens"
+    auth = ["-H", f"Authorization: {setup.basic}"]
+    label = json.dumps({"label": "bench-forget-logins"})
+    made = json.loads(
+        run(client("curl", "-sf", *auth, "-H", "Content-Type: application/json", "-d", label, api))
+    )
+    run(client("curl", "-sf", *auth, "-X", "DELETE", "-o", "/dev/null", f"{api}/{made['id']}"))
+    out = run(
+        client(
+            "curl",
+            "-s",
+            *auth,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total}",
+            setup.token_url,
+        )
+    )
+    code, seconds = out.split()
+    if code != "200":
+        raise RuntimeError(f"GET {setup.token_url} with Basic credentials -> {code}")
+    return float(seconds)
+
+
+def auth_cases(setup: AuthSetup, args: argparse.Namespace) -> list[AuthCase]:
+    on, off = setup.on, setup.off
+    token = ["-H", f"Authorization: {setup.basic}"]
+    return [
+        AuthCase(
+            "manifest",
+            "on",
+            "auth on",
+            "`Authorization: Bearer <pull token>`",
+            on,
+            partial(
+                manifest_rps, on.url + setup.manifest_path, args.seconds, headers=on.header_flags()
+            ),
+        ),
+        AuthCase(
+            "manifest",
+            "off",
+            "auth off",
+            "no Authorization header",
+            off,
+            partial(manifest_rps, off.url + setup.manifest_path, args.seconds, headers=[]),
+        ),
+        AuthCase(
+            "head",
+            "on",
+            "auth on",
+            "`Authorization: Bearer <pull token>`",
+            on,
+            partial(head_rps, on.url + setup.blob_path, args.requests, headers=on.header_flags()),
+        ),
+        AuthCase(
+            "head",
+            "off",
+            "auth off",
+            "no Authorization header",
+            off,
+            partial(head_rps, off.url + setup.blob_path, args.requests, headers=[]),
+        ),
+        AuthCase(
+            "token",
+            "anonymous",
+            "anonymous, public repository",
+            f"`GET /auth/token?service=wharf&scope={AUTH_SCOPE}`, no Authorization header",
+            on,
+            partial(wrk_rps, setup.token_url, args.seconds, flags=[]),
+        ),
+        AuthCase(
+            "token",
+            "basic",
+            "Basic, admin (remembered login)",
+            "the same GET with `Authorization: Basic <admin:password>`",
+            on,
+            partial(wrk_rps, setup.token_url, args.seconds, flags=token),
+            before=partial(forget_logins, setup),
+        ),
+        AuthCase(
+            "token",
+            "refresh",
+            "refresh token",
+            "`POST /auth/token`, form grant_type=refresh_token, refresh_token, service, "
+            f"client_id=bench, scope={AUTH_SCOPE} (wrk Lua script)",
+            on,
+            partial(
+                wrk_rps,
+                on.url + "/auth/token",
+                args.seconds,
+                flags=["-s", str(setup.refresh_script)],
+            ),
+        ),
+    ]
+
+
+def measure_auth(
+    cases: list[AuthCase],
+    args: argparse.Namespace,
+    results: dict[str, dict[str, Result]],
+    cold: list[float],
+) -> None:
+    """Each measurement's repetitions, round-robin over its cases.
+
+    For on and off the order alternates (on, off, off, on, ...), so that a drift of the
+    machine favours neither; repetition i of on and of off ran back to back.
+    """
+    for metric in AUTH_METRICS:
+        group = [case for case in cases if case.metric == metric.key]
+        repeats = args.token_repeats if metric.key == "token" else args.repeats
+        for i in range(repeats):
+            for case in group[::-1] if metric.key != "token" and i % 2 else group:
+                first = ""
+                if case.before is not None:
+                    took = case.before()
+                    cold.append(took)
+                    if took < 0.02:  # argon2 at Wharf's cost takes far longer than 20 ms
+                        log(
+                            f"WARNING: the Basic request before the sample took {took:.3f} s: "
+                            "was the remembered login really forgotten?"
+                        )
+                    first = f" (one request before, argon2: {took * 1000:.0f} ms)"
+                result = results.setdefault(metric.key, {}).setdefault(case.key, Result())
+                done = result.add(case.server, partial(case.sample, i == 0))
+                if not case.server.alive():
+                    raise RuntimeError(
+                        f"{case.server.name} died during {metric.key}:\n{case.server.log_tail()}"
+                    )
+                log(
+                    f"{metric.key:8} {i + 1}/{repeats} {case.key:10} {done.value:10.2f}  "
+                    f"{done.note}{first}"
+                )
+        for case in group:
+            r = results[metric.key][case.key]
+            log(
+                f"{metric.key:8} {case.key:10} median {r.value:10.2f}  server CPU "
+                f"{r.server_cpu:.0%}, {metric.cost(r.cpu_per_unit)}"
+            )
+
+
+def paired_ratios(results: dict[str, dict[str, Result]], metric: str) -> list[float]:
+    """on / off of each repetition (the two ran back to back)."""
+    on, off = results[metric]["on"].samples, results[metric]["off"].samples
+    return [a / b for a, b in zip(on, off, strict=True)]
+
+
+def auth_table(results: dict[str, dict[str, Result]]) -> str:
+    lines = [
+        "| measurement | unit | auth on | auth off | on / off | auth cost | "
+        f"aim: cost < {AUTH_AIM:.0%} | server CPU per request, on / off | auth's server CPU per request |",
+        "|---|---|--:|--:|--:|--:|---|--:|--:|",
+    ]
+    for m in AUTH_METRICS:
+        if m.key == "token" or m.key not in results:
+            continue
+        on, off = results[m.key]["on"], results[m.key]["off"]
+        ratio = statistics.median(paired_ratios(results, m.key))
+        cost = 1 - ratio
+        lines.append(
+            f"| {m.label} | {m.unit} | {m.fmt.format(on.value)} | {m.fmt.format(off.value)} | "
+            f"{ratio:.2f} | {cost:.0%} | {'met' if cost < AUTH_AIM else 'NOT met'} | "
+            f"{m.cost(on.cpu_per_unit)} / {m.cost(off.cpu_per_unit)} | "
+            f"{m.cost(on.cpu_per_unit - off.cpu_per_unit)} |"
+        )
+    return "\n".join(lines)
+
+
+def token_table(results: dict[str, dict[str, Result]], cases: list[AuthCase]) -> str:
+    m = AUTH_METRICS[-1]
+    lines = [
+        "| token request | how | req/s (higher is better) | server CPU per request |",
+        "|---|---|--:|--:|",
+    ]
+    for case in cases:
+        if case.metric == m.key and case.key in results.get(m.key, {}):
+            r = results[m.key][case.key]
+            lines.append(
+                f"| {case.label} | {case.how} | {m.fmt.format(r.value)} | {m.cost(r.cpu_per_unit)} |"
+            )
+    return "\n".join(lines)
+
+
+def auth_detail_table(results: dict[str, dict[str, Result]], cases: list[AuthCase]) -> str:
+    lines = [
+        f"| measurement | case | samples | server CPU per unit | server process CPU | CPU {SERVER_CPU} busy | CPU {CLIENT_CPU} busy | notes |",
+        "|---|---|---|--:|--:|--:|--:|---|",
+    ]
+    for m in AUTH_METRICS:
+        for case in cases:
+            if case.metric == m.key and case.key in results.get(m.key, {}):
+                r = results[m.key][case.key]
+                samples = ", ".join(m.fmt.format(s) for s in r.samples)
+                lines.append(
+                    f"| {m.label} | {case.label} | {samples} | {m.cost(r.cpu_per_unit)} | "
+                    f"{r.server_cpu:.0%} | {r.cpu_busy.get(f'cpu{SERVER_CPU}', 0):.0%} | "
+                    f"{r.cpu_busy.get(f'cpu{CLIENT_CPU}', 0):.0%} | {r.note} |"
+                )
+    return "\n".join(lines)
+
+
+def auth_markdown(
+    results: dict[str, dict[str, Result]],
+    cases: list[AuthCase],
+    cold: list[float],
+    version: str,
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    elapsed: float,
+) -> str:
+    command = ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:])
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    tools = tool_versions()
+    idle = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
+    quick = "\n**--quick run: single repetitions and short runs; not for the record.**\n"
+    pairs = "; ".join(
+        f"{m.label}: " + ", ".join(f"{r:.2f}" for r in paired_ratios(results, m.key))
+        for m in AUTH_METRICS
+        if m.key != "token" and m.key in results
+    )
+    cold_ms = ", ".join(f"{c * 1000:.0f}" for c in cold)
+    cold_median = f"{statistics.median(cold) * 1000:.0f} ms" if cold else "n/a"
+    return f"""# Wharf benchmark results: what token auth costs
+
+Date: {started.strftime("%Y-%m-%d %H:%M:%S %Z")} (the run took {elapsed:.0f} s)
+
+Command, from the repository root: `{command}`
+{quick if args.quick else ""}
+Machine: {os.cpu_count()} x {cpu_model()}, {mem_gib:.0f} GiB RAM, Linux {platform.release()}, loopback only.
+CPU busy in the 2 s before the run: {idle}.
+
+CPU pinning: both origins run under `taskset -c {SERVER_CPU}` (CPU {SERVER_CPU}); every client
+(curl, wrk, ab) under `taskset -c {CLIENT_CPU}` (CPU {CLIENT_CPU}). Both origins run for the whole
+benchmark; one at a time is under load.
+
+Servers: two Wharf origins, {version}, each
+`wharf origin serve --listen 127.0.0.1:0 --data-dir DIR` with every default (SQLite metadata,
+filesystem blobs, log level info: one JSON line per request, to a file), seeded with the same
+image, and `WHARF_ORIGIN_TOKEN_TTL_SECONDS=86400` (one token lasts the run):
+
+- **auth on**: `WHARF_ORIGIN_AUTH_ENABLED=true`, the default: every /v2/ request needs a bearer token.
+- **auth off**: `WHARF_ORIGIN_AUTH_ENABLED=false` (allowed on loopback only): no bearer
+  middleware; /v2/ answers anonymous requests.
+
+Clients: {tools["curl"]}; {tools["wrk"]}; {tools["ab"]}.
+
+## Auth on vs off
+
+{auth_table(results)}
+
+Each of {args.repeats} repetitions measures both origins back to back (the order alternating:
+on, off, off, on, ...). **on / off** is the median over the repetitions of the auth-on
+origin's req/s over the auth-off origin's in the same repetition; **auth cost** is
+1 - on / off, the share of small-request throughput that token auth takes (the aim: under
+{AUTH_AIM:.0%}). **auth's server CPU per request** is the difference of the two origins' CPU time
+per request: the same cost in µs, steadier than the throughput of a VM. The auth-on origin is
+sent the same pull token for `{REPO}` throughout, so this is the cost of a token already seen
+(its signature verified once, its grant then reused), the case the aim is about: a client keeps
+its token for a whole pull or push. What a new token costs is in the next table.
+
+## Token issue (auth-on origin)
+
+{token_table(results, cases)}
+
+Medians of {args.token_repeats} repetitions of `wrk -t1 -c64 -d{args.seconds}s`, round-robin over the three.
+
+- **anonymous, public repository**: `{REPO}` was made public first
+  (`PUT /api/v1/repositories/{REPO}/-/visibility` with `{{"public": true}}`, Basic admin);
+  the anonymous token grants `{AUTH_SCOPE}`.
+- **Basic, admin**: the origin remembers a successful argon2 check for 60 s under a keyed hash
+  of the credentials, so the steady state, and what this row measures, is the remembered path:
+  no argon2 in the sample. Before each sample the benchmark makes the origin forget its
+  remembered logins (it creates and revokes one of the admin's app tokens through
+  `/api/v1/me/tokens`; a revocation drops them all) and sends one Basic token request on its own,
+  which pays the argon2 check: {cold_median} (curl's time_total; samples {cold_ms} ms). The sample
+  then runs well inside the 60 s; otherwise the expiry could fall inside a sample, and all 64
+  connections would miss and pay argon2 at once.
+- **refresh token**: one refresh token, obtained first (`POST /auth/token` with
+  grant_type=password, username, password, client_id=bench, access_type=offline,
+  service=wharf), is sent with every request.
+
+Every token request asks for `{AUTH_SCOPE}`, and before measuring each kind is checked to grant
+exactly that (and the anonymous token to fetch the manifest).
+
+## Details
+
+- **server CPU per unit**: the origin's user + system CPU time over the requests answered
+  (warm-ups included).
+- **server process CPU**: that CPU time over the wall time of the samples; 100% means the
+  origin kept CPU {SERVER_CPU} busy by itself, i.e. it was the bottleneck.
+- **CPU N busy**: that core's non-idle share from /proc/stat over the same time.
+
+On / off per repetition: {pairs}.
+
+{auth_detail_table(results, cases)}
+
+## Method and notes
+
+- Data: a small OCI image (config blob, one ~10 KiB uncompressed tar layer, OCI image manifest
+  tagged `{TAG}`) in repository `{REPO}`, pushed to both origins through the OCI API (POST
+  /v2/{REPO}/blobs/uploads/, then PUT Location?digest=). Before measuring: the manifest and the
+  layer's HEAD answer 200 on both origins (with the pull token on the auth-on one), and the
+  auth-on origin answers 401 without a token.
+- Manifest GET: `wrk -t1 -c64 -d{args.seconds}s --timeout 10s --latency -H 'Accept: {OCI_MANIFEST}'`
+  on /v2/{REPO}/manifests/{TAG}, plus `-H 'Authorization: Bearer <token>'` on the auth-on origin.
+- HEAD: `ab -q -i -k -c 64 -n {args.requests}` on the layer blob (ab speaks HTTP/1.0 with
+  `Connection: Keep-Alive`), plus `-H 'Authorization: Bearer <token>'` on the auth-on origin.
+- Token issue: `wrk -t1 -c64 -d{args.seconds}s --timeout 10s --latency` on the URLs above; the
+  refresh-token POST through a wrk Lua script setting the method, the form body and its
+  Content-Type.
+- Each case gets one untimed warm-up on its first repetition (2 s of wrk, or {args.requests // 10}
+  ab requests). Any failed or non-2xx request fails the run.
+- Both origins log one JSON line per request, token requests included, and the auth-on
+  origin also records sign-ins and token grants in its audit log.
+"""
+
+
+def auth_main(args: argparse.Namespace) -> int:
+    """--auth: two wharf origins, auth on and off, same data; see bench/README.md."""
+    started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
+    scratch = start_run(args, ("taskset", "curl", "wrk", "ab"))
+    version = wharf_version()
+    servers = {
+        name: wharf_origin(
+            f"wharf-auth-{name}",
+            scratch / f"wharf-auth-{name}",
+            version,
+            WHARF_ORIGIN_AUTH_ENABLED="true" if name == "on" else "false",
+        )
+        for name in ("on", "off")
+    }
+    results: dict[str, dict[str, Result]] = {}
+    cold: list[float] = []
+    try:
+        config, layer, manifest = small_image()
+        with running(servers, scratch):
+            setup = asyncio.run(
+                auth_setup(servers["on"], servers["off"], scratch, [config, layer], manifest)
+            )
+            log("both origins seeded and checked; the repository is public on the auth-on one")
+            cases = auth_cases(setup, args)
+            measure_auth(cases, args, results, cold)
+    except BaseException:
+        log(f"FAILED; scratch kept at {scratch} (server logs *.log)")
+        raise
+    else:
+        if not args.keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            log(f"scratch kept at {scratch}")
+    elapsed = time.perf_counter() - t0
+    print(auth_table(results))
+    print()
+    print(token_table(results, cases))
+    print()
+    print(auth_detail_table(results, cases))
+    if args.output is not None:
+        args.output.write_text(auth_markdown(results, cases, cold, version, args, started, elapsed))
+        log(f"wrote {args.output}")
+    log(f"done in {elapsed:.0f} s")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
+
+
+def start_run(args: argparse.Namespace, tools: tuple[str, ...]) -> Path:
+    """Check the tools, make the scratch directory, and sample how busy the machine is."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"bench: {tool} not found on PATH")
+    SCRATCH_ROOT.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=SCRATCH_ROOT))
+    log(f"scratch {scratch}; servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}")
+    args.idle_before = machine_busy()
+    busy = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
+    log(f"CPU busy before starting: {busy}")
+    if max(args.idle_before.values()) > 0.10:
+        top = run(["ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu"]).splitlines()[:6]
+        log(
+            "WARNING: the machine is not idle; results will be noisy. Busiest processes:\n"
+            + "\n".join(top)
+        )
+    return scratch
 
 
 def measure(
@@ -1095,12 +1650,23 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 1 repetition, short runs; no RESULTS.md"
+        "--quick",
+        action="store_true",
+        help="smoke test: 1 repetition, short runs; writes no results file unless --output",
+    )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="instead: two wharf origins, token auth on and off (writes bench/RESULTS-auth.md)",
     )
     parser.add_argument(
         "--keep-scratch", action="store_true", help="keep the scratch directory (data, logs)"
     )
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="results file (default bench/RESULTS.md, with --auth bench/RESULTS-auth.md)",
+    )
     parser.add_argument(
         "--only",
         choices=["wharf", "distribution", "nginx"],
@@ -1108,7 +1674,16 @@ def main() -> int:
         help="measure only these servers (repeatable; the table needs all three)",
     )
     args = parser.parse_args()
-    if args.quick:
+    if args.auth and args.only:
+        parser.error("--only does not apply to --auth")
+    if args.output is None and not args.quick:
+        args.output = ROOT / "bench" / ("RESULTS-auth.md" if args.auth else "RESULTS.md")
+    if args.auth:
+        if args.quick:
+            args.repeats, args.token_repeats, args.seconds, args.requests = 1, 1, 3, 5000
+        else:
+            args.repeats, args.token_repeats, args.seconds, args.requests = 5, 3, 10, 40000
+    elif args.quick:
         args.repeats, args.seconds, args.requests = 1, 3, 5000
         args.blob_repeats, args.downloads1, args.downloads8 = 1, 1, 1
     else:
@@ -1122,22 +1697,12 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupted)
 
-    for tool in ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry"):
-        if shutil.which(tool) is None:
-            sys.exit(f"bench: {tool} not found on PATH")
+    if args.auth:
+        return auth_main(args)
     started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
-    SCRATCH_ROOT.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=SCRATCH_ROOT))
-    log(f"scratch {scratch}; servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}")
-    args.idle_before = machine_busy()
-    busy = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
-    log(f"CPU busy before starting: {busy}")
-    if max(args.idle_before.values()) > 0.10:
-        top = run(["ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu"]).splitlines()[:6]
-        log(
-            "WARNING: the machine is not idle; results will be noisy. Busiest processes:\n"
-            + "\n".join(top)
-        )
+    scratch = start_run(
+        args, ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry")
+    )
     results: dict[str, dict[str, Result]] = {}
     try:
         data = make_data(scratch)
@@ -1170,7 +1735,7 @@ def main() -> int:
     print(table(results))
     print()
     print(detail_table(results))
-    if not args.quick:
+    if args.output is not None:
         args.output.write_text(results_markdown(results, servers, args, started, elapsed))
         log(f"wrote {args.output}")
     log(f"done in {elapsed:.0f} s")
