@@ -69,6 +69,18 @@ def load(
     return cls(**_coerce(cls, table, values, tables or {}))
 
 
+def _tables(kind: Any, where: str, value: Any) -> Any:
+    """A nested table (``[t.x]``) as ``kind``, or a list of them (``[[t.x]]``) as a tuple."""
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(item, Mapping) for item in items):
+        raise ValueError(f"{where} must be a table ([{where}] or [[{where}]])")
+    try:
+        built = tuple(kind(**item) for item in items)
+    except TypeError as exc:
+        raise ValueError(f"[{where}]: {exc}") from None
+    return built if isinstance(value, list) else built[0]
+
+
 def _coerce(
     cls: type[Any], table: str, values: dict[str, Any], tables: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -79,18 +91,13 @@ def _coerce(
     out: dict[str, Any] = {}
     for name, value in values.items():
         if name in tables:
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{name} must be a table ([{table}.{name}])")
-            try:
-                out[name] = tables[name](**value)
-            except TypeError as exc:
-                raise ValueError(f"[{table}.{name}]: {exc}") from None
+            out[name] = _tables(tables[name], f"{table}.{name}", value)
             continue
         default: Any = fields[name].default
         kind = type(default)
         if kind is bool and isinstance(value, str):
             out[name] = boolean(name, value)
-        elif name.endswith("_bytes") and isinstance(value, str):
+        elif ("size" in name or name.endswith("_bytes")) and isinstance(value, str):
             out[name] = parse_size(value)
         else:
             out[name] = value if isinstance(value, kind) else kind(value)

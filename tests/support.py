@@ -77,7 +77,8 @@ def index_of(*images: Image) -> bytes:
 
 async def push_blob(client: Client | ClientSession, name: str, data: bytes) -> str:
     digest = sha256(data)
-    async with client.post(f"/v2/{name}/blobs/uploads/?digest={digest}", data=data) as r:
+    body = io.BytesIO(data) if len(data) > 1 << 20 else data  # aiohttp: large bytes block
+    async with client.post(f"/v2/{name}/blobs/uploads/?digest={digest}", data=body) as r:
         assert r.status == 201, await r.text()
     return digest
 

@@ -82,6 +82,10 @@ class TokenVerifier:
     def from_jwks(cls, jwks: Mapping[str, Any], issuer: str, audience: str) -> TokenVerifier:
         return cls(public_keys(jwks), issuer, audience)
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
     def set_keys(self, keys: Mapping[str, Any]) -> None:
         """New verification keys (a rotation); grants verified with the old set are dropped."""
         self._keys = dict(keys)

@@ -89,6 +89,8 @@ async def _respond(request: web.Request, handler: Handler, request_id: str) -> w
     except web.HTTPException as exc:
         exc.headers["X-Request-Id"] = request_id
         raise
+    except ConnectionResetError:
+        raise  # the client left, or a handler cut a transfer on purpose: nothing to answer
     except Exception:
         _log.exception("unhandled error", path=request.path, method=request.method)
         response = web.json_response(

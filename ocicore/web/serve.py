@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -23,24 +24,40 @@ from ocicore.web.inflight import IN_FLIGHT, InFlight
 
 async def serve(app: web.Application, sock: socket.socket, shutdown_timeout: float) -> None:
     """Serve on ``sock`` until SIGTERM or SIGINT, then drain within ``shutdown_timeout``."""
-    in_flight = app.setdefault(IN_FLIGHT, InFlight())
-    runner = web.AppRunner(
-        app, access_log_class=AccessLogger, handle_signals=False, shutdown_timeout=shutdown_timeout
-    )
-    await runner.setup()
-    site = web.SockSite(runner, sock)
-    await site.start()
+    await serve_all([(app, sock)], shutdown_timeout)
+
+
+async def serve_all(
+    apps: Sequence[tuple[web.Application, socket.socket]], shutdown_timeout: float
+) -> None:
+    """Several apps in one process, started in order (a later one may need an earlier one
+    at its start), drained together, cleaned up in reverse order."""
+    runners: list[tuple[web.Application, web.AppRunner, web.SockSite]] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
+        for app, sock in apps:
+            app.setdefault(IN_FLIGHT, InFlight())
+            runner = web.AppRunner(
+                app,
+                access_log_class=AccessLogger,
+                handle_signals=False,
+                shutdown_timeout=shutdown_timeout,
+            )
+            await runner.setup()
+            site = web.SockSite(runner, sock)
+            await site.start()
+            runners.append((app, runner, site))
         await stop.wait()
-        if READINESS in app:
-            app[READINESS].draining = True
-        await site.stop()
+        for app, _, site in runners:
+            if READINESS in app:
+                app[READINESS].draining = True
+            await site.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(shutdown_timeout):
-                await in_flight.wait_idle()
+                await asyncio.gather(*(app[IN_FLIGHT].wait_idle() for app, _, _ in runners))
     finally:
-        await runner.cleanup()
+        for _, runner, _ in reversed(runners):
+            await runner.cleanup()

@@ -1,0 +1,123 @@
+"""The edge's composition root: every component is built here and reached by AppKey.
+
+Cleanup contexts, in dependency order: the HTTP client and the upstreams, the origin's keys
+(and their refresh), the local store (loaded, its access times flushed), the fills (cancelled
+and awaited on shutdown), the sendfile threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from edge import api
+from edge.blobs import EdgeBlobs
+from edge.config import EdgeConfig
+from edge.jwks import OriginKeys
+from edge.keys import BLOBS, CONFIG, MANIFESTS, ORIGIN_KEYS, STORE, UPSTREAMS
+from edge.manifests import EdgeManifests
+from edge.metrics import EdgeMetrics
+from edge.store import BlobStore
+from edge.upstream import Upstreams
+from ocicore.auth.enforce import bearer_middleware
+from ocicore.auth.tokens import TokenVerifier
+from ocicore.fills import Fills
+from ocicore.tasks import repeat, running
+from ocicore.web.health import Readiness, add_health_routes
+from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
+from ocicore.web.middleware import oci_middleware
+from ocicore.web.sendfile import SendfilePool
+
+_log = structlog.get_logger("wharf.edge")
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+
+async def _client(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=10, sock_connect=10, sock_read=config.header_timeout_seconds
+    )
+    connector = aiohttp.TCPConnector(limit=256, limit_per_host=128)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        app[SESSION] = session
+        app[UPSTREAMS] = Upstreams(session, config)
+        yield
+
+
+async def _origin_keys(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    keys = OriginKeys(
+        f"{config.origin.rstrip('/')}/auth/jwks",
+        config.data_dir / "origin-jwks.json",
+        config.auth_issuer,
+        config.auth_service,
+    )
+    await asyncio.to_thread(keys.load_saved)
+    app[ORIGIN_KEYS] = keys
+    session = app[SESSION]
+    try:
+        await keys.refresh(session)
+    except Exception as exc:  # the origin may be down: keep the saved keys, retry below
+        _log.warning("origin keys not fetched", error=f"{type(exc).__name__}: {exc}")
+
+    async def refresh() -> None:
+        await keys.refresh(session)
+
+    interval = config.jwks_refresh_seconds
+    async with running(origin_keys=repeat(refresh, interval, "origin-keys", interval)):
+        yield
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = BlobStore(config.data_dir, config.cache_size)
+    await asyncio.to_thread(store.load)
+    app[STORE] = store
+    metrics = EdgeMetrics.create(app[METRICS].registry, store)
+    sendfile = SendfilePool()
+    fills = Fills(config.max_fills, config.fill_timeout_seconds)
+    app[BLOBS] = EdgeBlobs(store, fills, config, metrics, sendfile)
+    app[MANIFESTS] = EdgeManifests(store, config, metrics)
+
+    async def flush() -> None:
+        await asyncio.to_thread(store.flush)
+
+    async with running(access_times=repeat(flush, 5.0, "access-times", 5.0)):
+        yield
+    await fills.close()
+    await asyncio.to_thread(sendfile.close)
+    await asyncio.to_thread(store.close)
+
+
+def _verifier(app: web.Application) -> TokenVerifier:
+    return app[ORIGIN_KEYS].verifier
+
+
+def _readiness(app: web.Application) -> Readiness:
+    async def keys() -> None:
+        if not app[ORIGIN_KEYS].loaded:
+            raise RuntimeError("the origin's signing keys are not known yet")
+
+    return Readiness(checks={"origin_keys": keys})
+
+
+def create_app(config: EdgeConfig) -> web.Application:
+    app = web.Application(
+        middlewares=[
+            oci_middleware(),
+            bearer_middleware(_verifier, config.realm, config.auth_service),
+        ]
+    )
+    app[CONFIG] = config
+    app[METRICS] = HttpMetrics.create("edge", CollectorRegistry())
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    app.cleanup_ctx.extend([_client, _origin_keys, _store])
+    add_health_routes(app, _readiness(app))
+    app.router.add_get("/metrics", metrics_handler)
+    api.add_routes(app)
+    return app

@@ -1,0 +1,297 @@
+"""Blobs at the edge: hits from disk by sendfile, misses filled once from the upstream.
+
+A hit is served only once the upstream has said the repository asked for holds the digest
+(remembered for ``held_ttl_seconds``; kept when the upstream is unreachable), so a blob cached
+for one repository never leaks through another. A miss joins the digest's fill, or starts it
+with the client's token: headers go out as soon as the upstream answers, bytes as they
+arrive; if the fill fails the client's transfer is cut, never completed short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from cachetools import TTLCache
+
+from edge.config import EdgeConfig
+from edge.metrics import EdgeMetrics
+from edge.store import BlobStore
+from edge.upstream import Route, Unreachable
+from ocicore.digest import Digest, Hasher
+from ocicore.errors import ErrorCode, OCIError
+from ocicore.fills import Busy, Fill, FillFailed, Fills, Head
+from ocicore.web.sendfile import BlobFileResponse, SendfilePool
+
+BATCH = 1 << 20
+_RANGE = re.compile(r"^bytes=(\d{1,19})-(\d{0,19})$")
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One client's request for a blob."""
+
+    route: Route
+    repository: str  # as the client named it
+    digest: Digest
+    auth: str | None
+
+    @property
+    def scope(self) -> str:
+        return f"repository:{self.route.name}:pull"
+
+    @property
+    def path(self) -> str:
+        return f"/v2/{self.route.name}/blobs/{self.digest}"
+
+
+class EdgeBlobs:
+    def __init__(
+        self,
+        store: BlobStore,
+        fills: Fills,
+        config: EdgeConfig,
+        metrics: EdgeMetrics,
+        sendfile: SendfilePool,
+    ) -> None:
+        self.store = store
+        self.fills = fills
+        self.config = config
+        self.metrics = metrics
+        self.sendfile = sendfile
+        self._absent: TTLCache[tuple[str, str], bool] = TTLCache(
+            maxsize=100_000, ttl=config.not_found_ttl_seconds
+        )
+        self._fill_repository: dict[str, str] = {}
+
+    # -- which repository holds what -----------------------------------------------------------
+    async def confirm(self, ask: Ask) -> None:
+        """Raise BLOB_UNKNOWN unless the upstream says the repository holds the digest."""
+        key = f"{ask.route.upstream.label}:{ask.route.name}"
+        confirmed = self.store.held(key, str(ask.digest))
+        if confirmed is not None and time.time() - confirmed < self.config.held_ttl_seconds:
+            return
+        try:
+            async with ask.route.upstream.request("HEAD", ask.path, ask.auth, scope=ask.scope) as r:
+                status = r.status
+        except Unreachable:
+            if confirmed is not None:
+                return  # confirmed before; the upstream cannot say otherwise now
+            raise OCIError(ErrorCode.UNAVAILABLE, "the upstream is unreachable") from None
+        if status == 200:
+            self.store.hold(key, str(ask.digest))
+            return
+        self.store.forget(key, str(ask.digest))
+        if status in (401, 403):
+            raise OCIError(ErrorCode.DENIED, "the upstream refused this repository")
+        raise OCIError(ErrorCode.BLOB_UNKNOWN, str(ask.digest))
+
+    # -- serving -------------------------------------------------------------------------------
+    async def serve(self, request: web.Request, ask: Ask) -> web.StreamResponse:
+        headers = {
+            "Docker-Content-Digest": str(ask.digest),
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+        }
+        size = self.store.size(ask.digest)
+        if size is not None:
+            await self.confirm(ask)
+            self.metrics.hits.labels("blob").inc()
+            if request.method == "HEAD":
+                return web.Response(headers={**headers, "Content-Length": str(size)})
+            self.metrics.served.labels("cache").inc(size)
+            return _HeldFile(self.store, ask.digest, self.sendfile, headers=headers)
+        self.metrics.misses.labels("blob").inc()
+        if (ask.route.name, str(ask.digest)) in self._absent:
+            raise OCIError(ErrorCode.BLOB_UNKNOWN, str(ask.digest))
+        if request.method == "HEAD":
+            return await self._head_upstream(ask, headers)
+        fill = self._join(ask)
+        if self._fill_repository.get(fill.key) != f"{ask.route.upstream.label}:{ask.route.name}":
+            await self.confirm(ask)  # joined a fill started through another repository
+        try:
+            async with asyncio.timeout(self.config.header_timeout_seconds):
+                head = await fill.head()
+        except TimeoutError:
+            raise OCIError(ErrorCode.UNAVAILABLE, "the upstream did not answer in time") from None
+        except FillFailed as exc:
+            raise _error(exc, ask) from None
+        return await self._stream(request, fill, head, headers)
+
+    def _join(self, ask: Ask) -> Fill:
+        key = str(ask.digest)
+        found = self.fills.get(key)
+        if found is not None:
+            self.metrics.coalesced.inc()
+            return found
+        upload_id = str(uuid.uuid4())
+        try:
+            fill = self.fills.start(
+                key,
+                self.store.temp_path(upload_id),
+                lambda fill: self._produce(fill, ask, upload_id),
+            )
+        except Busy:
+            raise OCIError(
+                ErrorCode.UNAVAILABLE,
+                "too many blobs are being fetched; try again shortly",
+                headers={"Retry-After": "2"},
+            ) from None
+        self._fill_repository[key] = f"{ask.route.upstream.label}:{ask.route.name}"
+        return fill
+
+    async def _produce(self, fill: Fill, ask: Ask, upload_id: str) -> None:
+        self.metrics.fills_in_flight.inc()
+        started = time.perf_counter()
+        try:
+            async with ask.route.upstream.request("GET", ask.path, ask.auth, scope=ask.scope) as r:
+                self.metrics.upstream_latency.labels(ask.route.upstream.label, "blob").observe(
+                    time.perf_counter() - started
+                )
+                if r.status == 404:
+                    self._absent[(ask.route.name, str(ask.digest))] = True
+                    raise FillFailed("blob unknown", 404)
+                if r.status in (401, 403):
+                    raise FillFailed("the upstream refused", r.status)
+                if r.status != 200 or r.content_length is None:
+                    raise FillFailed(f"the upstream answered {r.status}", 502)
+                size = r.content_length
+                fill.begin(Head(size))
+                hasher = ask.digest.hasher()
+                pending: list[bytes] = []
+                pending_size = 0
+                async for chunk in r.content.iter_any():
+                    pending.append(chunk)
+                    pending_size += len(chunk)
+                    if pending_size >= BATCH:
+                        await _append(fill, b"".join(pending), hasher)
+                        pending, pending_size = [], 0
+                if pending:
+                    await _append(fill, b"".join(pending), hasher)
+            if fill.written != size:
+                raise FillFailed("the upstream sent a short body", 502)
+            await fill.sync()
+            hexdigest = hasher.hexdigest()
+            if hexdigest != ask.digest.encoded:
+                raise FillFailed("the upstream sent bytes of another digest", 502)
+            await self.store.admit(upload_id, ask.digest, hexdigest)
+            self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
+        except Unreachable as exc:
+            self.metrics.fill_failures.labels("unreachable").inc()
+            raise FillFailed(str(exc), 502) from None
+        except FillFailed as exc:
+            self.metrics.fill_failures.labels(_reason(exc)).inc()
+            raise
+        except (ConnectionError, OSError) as exc:
+            self.metrics.fill_failures.labels("interrupted").inc()
+            raise FillFailed(f"the upstream broke off: {type(exc).__name__}", 502) from None
+        finally:
+            self.metrics.fills_in_flight.dec()
+            self._fill_repository.pop(str(ask.digest), None)
+
+    async def _head_upstream(self, ask: Ask, headers: dict[str, str]) -> web.Response:
+        try:
+            async with ask.route.upstream.request("HEAD", ask.path, ask.auth, scope=ask.scope) as r:
+                status, length = r.status, r.headers.get("Content-Length", "0")
+        except Unreachable:
+            raise OCIError(ErrorCode.UNAVAILABLE, "the upstream is unreachable") from None
+        if status == 200:
+            return web.Response(headers={**headers, "Content-Length": length})
+        if status == 404:
+            self._absent[(ask.route.name, str(ask.digest))] = True
+        raise _error(FillFailed("upstream", status), ask)
+
+    async def _stream(
+        self, request: web.Request, fill: Fill, head: Head, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        start, end = _range(request.headers.get("Range"), head.size)
+        response = web.StreamResponse(status=206 if (start, end) != (0, head.size) else 200)
+        response.headers.update(headers)
+        response.content_length = end - start
+        if response.status == 206:
+            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{head.size}"
+        await response.prepare(request)
+        sent = 0
+        try:
+            async for chunk in fill.tail(start, end):
+                await response.write(chunk)
+                sent += len(chunk)
+        except FillFailed:
+            # Cut the transfer: a client must see a broken download, never a short "whole" one.
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("the fill failed") from None
+        finally:
+            self.metrics.served.labels("upstream").inc(sent)
+        await response.write_eof()
+        return response
+
+
+async def _append(fill: Fill, data: bytes, hasher: Hasher) -> None:
+    await asyncio.to_thread(hasher.update, data)
+    await fill.append(data)
+
+
+def _range(header: str | None, size: int) -> tuple[int, int]:
+    if header is None:
+        return 0, size
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return 0, size  # several ranges, or nonsense: the whole blob, as RFC 9110 allows
+    start = int(match[1])
+    end = int(match[2]) + 1 if match[2] else size
+    if start >= size or end <= start:
+        raise OCIError(
+            ErrorCode.RANGE_INVALID, header[:60], headers={"Content-Range": f"bytes */{size}"}
+        )
+    return start, min(end, size)
+
+
+class _HeldFile(BlobFileResponse):
+    """A cached blob's file response, its blob kept from eviction until it is sent."""
+
+    def __init__(
+        self, store: BlobStore, digest: Digest, pool: SendfilePool, headers: dict[str, str]
+    ) -> None:
+        super().__init__(store.acquire(digest), pool, headers=headers)
+        self._store, self._digest = store, digest
+        self._held = True
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        try:
+            return await super().prepare(request)
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        if self._held:
+            self._held = False
+            self._store.release(self._digest)
+
+    def __del__(self) -> None:  # never prepared (the client left first): let go all the same
+        self._let_go()
+
+
+def _reason(exc: FillFailed) -> str:
+    if exc.status == 404:
+        return "not_found"
+    if exc.status in (401, 403):
+        return "refused"
+    if "digest" in exc.reason:
+        return "digest_mismatch"
+    if "short" in exc.reason:
+        return "short_body"
+    return "upstream_error"
+
+
+def _error(exc: FillFailed, ask: Ask) -> OCIError:
+    if exc.status == 404:
+        return OCIError(ErrorCode.BLOB_UNKNOWN, str(ask.digest))
+    if exc.status in (401, 403):
+        return OCIError(ErrorCode.DENIED, "the upstream refused this repository")
+    return OCIError(ErrorCode.UNAVAILABLE, exc.reason, status=502 if exc.status == 502 else 503)

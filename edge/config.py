@@ -1,0 +1,100 @@
+"""The edge's settings: defaults here, then ``[edge]`` of a TOML file, ``WHARF_EDGE_*``, flags.
+
+Mirrors of other registries are ``[[edge.mirrors]]`` tables of the file::
+
+    [[edge.mirrors]]
+    namespace = "docker.io"                    # clients pull docker.io/library/alpine, or
+    url = "https://registry-1.docker.io"       # library/alpine?ns=docker.io (containerd)
+    username = "..."                           # optional; never logged
+    password = "..."
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ocicore import settings
+from ocicore.settings import parse_listen
+
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Mirror:
+    namespace: str  # the first component(s) of the names it serves, e.g. "docker.io"
+    url: str
+    username: str = ""
+    password: str = field(default="", repr=False)  # never in a log line
+
+    def __post_init__(self) -> None:
+        if not self.namespace or self.namespace != self.namespace.strip("/"):
+            raise ValueError(
+                f"a mirror needs a namespace without slashes around: {self.namespace!r}"
+            )
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"mirror url must be http(s): {self.url!r}")
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    listen: str = "127.0.0.1:5001"
+    origin: str = "http://127.0.0.1:5000"
+    data_dir: Path = Path("./var/edge")
+    cache_size: int = 20 * GiB  # bytes; "20GiB" in the file, the environment or --cache-size
+    region: str = "local"
+    log_level: str = "info"
+    tag_ttl_seconds: float = 30.0  # a tag is revalidated with the upstream this often
+    max_stale_seconds: float = 24 * 3600.0  # served stale this long while the upstream is down
+    not_found_ttl_seconds: float = 10.0  # an upstream 404 is remembered this long
+    held_ttl_seconds: float = 24 * 3600.0  # "repository R holds blob D", as the upstream said
+    max_fills: int = 64  # concurrent upstream fills; beyond: 503 with Retry-After
+    fill_timeout_seconds: float = 3600.0  # a fill's own deadline, whoever waits for it
+    header_timeout_seconds: float = 20.0  # containerd gives up after 30 s without headers
+    jwks_refresh_seconds: float = 300.0
+    auth_service: str = "wharf"
+    auth_issuer: str = "wharf-origin"
+    auth_realm: str = ""  # empty: the origin's /auth/token
+    shutdown_timeout_seconds: float = 30.0
+    mirrors: tuple[Mirror, ...] = ()
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+        if not self.origin.startswith(("http://", "https://")):
+            raise ValueError(f"origin must be an http(s) URL: {self.origin!r}")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError(f"log_level must be debug, info, warning or error: {self.log_level}")
+        for name in (
+            "cache_size",
+            "tag_ttl_seconds",
+            "max_stale_seconds",
+            "max_fills",
+            "fill_timeout_seconds",
+            "header_timeout_seconds",
+            "jwks_refresh_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+    @property
+    def realm(self) -> str:
+        return self.auth_realm or f"{self.origin.rstrip('/')}/auth/token"
+
+    @classmethod
+    def load(
+        cls,
+        file: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> EdgeConfig:
+        return settings.load(cls, "edge", file, env, overrides, {"mirrors": Mirror})

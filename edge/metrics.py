@@ -1,0 +1,78 @@
+"""What an edge counts: hits, misses, coalesced waiters, bytes by source, upstream latency,
+cache size, evictions, failed fills by reason, stale serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from edge.store import BlobStore
+
+
+@dataclass(frozen=True)
+class EdgeMetrics:
+    hits: Counter
+    misses: Counter
+    coalesced: Counter
+    served: Counter
+    upstream_latency: Histogram
+    fill_failures: Counter
+    stale: Counter
+    fills_in_flight: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, store: BlobStore) -> EdgeMetrics:
+        cache_bytes = Gauge("wharf_edge_cache_bytes", "Bytes of blobs on disk", registry=registry)
+        cache_bytes.set_function(lambda: store.total)
+        entries = Gauge("wharf_edge_cache_entries", "Blobs on disk", registry=registry)
+        entries.set_function(lambda: len(store))
+        evictions = Counter(
+            "wharf_edge_cache_evictions",
+            "Blobs evicted to stay under the cache size",
+            registry=registry,
+        )
+        evictions.inc(0)
+        store.on_evict = evictions.inc
+        return cls(
+            hits=Counter(
+                "wharf_edge_cache_hits", "Requests answered from disk", ("kind",), registry=registry
+            ),
+            misses=Counter(
+                "wharf_edge_cache_misses",
+                "Requests that needed the upstream",
+                ("kind",),
+                registry=registry,
+            ),
+            coalesced=Counter(
+                "wharf_edge_fill_coalesced_waiters",
+                "Requests that joined a fill another request started",
+                registry=registry,
+            ),
+            served=Counter(
+                "wharf_edge_served_bytes",
+                "Blob bytes sent to clients, by source",
+                ("source",),
+                registry=registry,
+            ),
+            upstream_latency=Histogram(
+                "wharf_edge_upstream_latency_seconds",
+                "Time until the upstream answered (headers)",
+                ("upstream", "kind"),
+                registry=registry,
+            ),
+            fill_failures=Counter(
+                "wharf_edge_fill_failures",
+                "Fills that failed, by reason",
+                ("reason",),
+                registry=registry,
+            ),
+            stale=Counter(
+                "wharf_edge_stale_serves",
+                "Tags served past their TTL because the upstream was unreachable",
+                registry=registry,
+            ),
+            fills_in_flight=Gauge(
+                "wharf_edge_fills_in_flight", "Upstream fills running", registry=registry
+            ),
+        )

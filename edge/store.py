@@ -1,0 +1,172 @@
+"""The edge's disk: blobs by digest, bounded by size, least recently used out first.
+
+Blob files live in a content-addressed store (``ocicore.cas``: written under ``uploads/``,
+verified, renamed into ``blobs/``); diskcache keeps the durable index (size, last access,
+pins) beside them, and memory keeps the working copy the hot path reads. Beyond the capacity,
+the least recently used blobs are deleted, except those being read and those pinned (pushes
+not yet replicated). The index survives restarts and is reconciled with the files at start:
+files without an entry are indexed, entries without a file dropped.
+
+A blob is stored once whatever repositories hold it; :meth:`BlobStore.held` records which
+repositories the upstream said hold it, so that it is never served through another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import diskcache
+import structlog
+
+from ocicore.cas import ContentStore
+from ocicore.digest import Digest
+
+_log = structlog.get_logger("wharf.edge.store")
+
+
+@dataclass
+class Entry:
+    size: int
+    atime: float
+
+
+class BlobStore:
+    def __init__(self, root: Path, capacity: int) -> None:
+        self.files = ContentStore(root)
+        self.capacity = capacity
+        self.index = diskcache.Cache(str(root / "index"), eviction_policy="none", size_limit=2**50)
+        self._entries: dict[str, Entry] = {}
+        self._readers: Counter[str] = Counter()
+        self._dirty: set[str] = set()
+        self.total = 0
+        self.on_evict: Callable[[], None] = lambda: None
+
+    # -- start and stop ----------------------------------------------------------------------
+    def load(self) -> None:
+        """Read the index and reconcile it with the files (call once, in a thread)."""
+        on_disk: dict[str, int] = {}
+        for algorithm in ("sha256", "sha512"):
+            folder = self.files.root / "blobs" / algorithm
+            if folder.is_dir():
+                for path in folder.glob("*/*"):
+                    on_disk[f"{algorithm}:{path.name}"] = path.stat().st_size
+        for key in list(self.index.iterkeys()):
+            if not isinstance(key, str) or not key.startswith("blob:"):
+                continue
+            digest = key[5:]
+            value = self.index.get(key)
+            if digest in on_disk and isinstance(value, tuple):
+                self._entries[digest] = Entry(on_disk.pop(digest), float(value[1]))
+            else:
+                self.index.delete(key)
+        now = time.time()
+        for digest, size in on_disk.items():  # committed just before a crash: index them
+            self._entries[digest] = Entry(size, now)
+            self.index.set(f"blob:{digest}", (size, now))
+        self.total = sum(e.size for e in self._entries.values())
+        _log.info("cache loaded", blobs=len(self._entries), bytes=self.total)
+
+    def flush(self) -> None:
+        """Write the last-access times gathered since the last flush."""
+        dirty, self._dirty = self._dirty, set()
+        for digest in dirty:
+            entry = self._entries.get(digest)
+            if entry is not None:
+                self.index.set(f"blob:{digest}", (entry.size, entry.atime))
+
+    def close(self) -> None:
+        self.flush()
+        self.index.close()
+
+    # -- the hot path --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def size(self, digest: Digest) -> int | None:
+        entry = self._entries.get(str(digest))
+        return entry.size if entry is not None else None
+
+    def path(self, digest: Digest) -> Path:
+        return self.files.blob_path(digest)
+
+    def acquire(self, digest: Digest) -> Path:
+        """The blob's file, kept from eviction until :meth:`release`; a use, for the LRU."""
+        key = str(digest)
+        self._readers[key] += 1
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.atime = time.time()
+            self._dirty.add(key)
+        return self.files.blob_path(digest)
+
+    def release(self, digest: Digest) -> None:
+        key = str(digest)
+        self._readers[key] -= 1
+        if self._readers[key] <= 0:
+            del self._readers[key]
+
+    @contextlib.contextmanager
+    def reading(self, digest: Digest) -> Iterator[Path]:
+        """The blob's file, kept from eviction while the block runs."""
+        path = self.acquire(digest)
+        try:
+            yield path
+        finally:
+            self.release(digest)
+
+    # -- filling -------------------------------------------------------------------------------
+    def temp_path(self, upload_id: str) -> Path:
+        return self.files.upload_path(upload_id)
+
+    async def admit(self, upload_id: str, digest: Digest, hexdigest: str) -> int:
+        """Verify and commit a filled blob, index it, and make room for it."""
+        size = await self.files.commit(upload_id, digest, hexdigest)
+        key = str(digest)
+        if key not in self._entries:
+            self.total += size
+        self._entries[key] = Entry(size, time.time())
+        await asyncio.to_thread(self.index.set, f"blob:{key}", (size, time.time()))
+        await asyncio.to_thread(self.evict)
+        return size
+
+    def pin(self, digest: Digest) -> None:
+        self.index.set(f"pin:{digest}", True)
+
+    def unpin(self, digest: Digest) -> None:
+        self.index.delete(f"pin:{digest}")
+
+    def evict(self) -> None:
+        """Delete least recently used blobs until the cache fits its capacity."""
+        if self.total <= self.capacity:
+            return
+        for digest, entry in sorted(self._entries.items(), key=lambda item: item[1].atime):
+            if self.total <= self.capacity:
+                break
+            if self._readers.get(digest) or self.index.get(f"pin:{digest}"):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.files.blob_path(Digest.parse(digest)))
+            del self._entries[digest]
+            self._dirty.discard(digest)
+            self.index.delete(f"blob:{digest}")
+            self.total -= entry.size
+            self.on_evict()
+
+    # -- which repositories hold what ----------------------------------------------------------
+    def held(self, repository: str, digest: str) -> float | None:
+        """When the upstream last said ``repository`` holds ``digest`` (None: never)."""
+        found = self.index.get(f"held:{repository}@{digest}")
+        return float(found) if isinstance(found, float) else None
+
+    def hold(self, repository: str, digest: str) -> None:
+        self.index.set(f"held:{repository}@{digest}", time.time())
+
+    def forget(self, repository: str, digest: str) -> None:
+        self.index.delete(f"held:{repository}@{digest}")

@@ -1,0 +1,99 @@
+"""An origin and edges in the test's event loop, with the origin's blob GETs counted (the
+upstream's own count, as the edge issue asks) and faults it can be told to inject."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler, Middleware
+
+from edge.app import create_app as create_edge
+from edge.config import EdgeConfig
+from ocicore.web.accesslog import AccessLogger
+from origin.app import create_app as create_origin
+from origin.config import OriginConfig
+
+
+@dataclass
+class Faults:
+    """What the origin does wrong, by blob digest: ("corrupt", size): other bytes of the same
+    length; ("cut", size): dies half-way through the body."""
+
+    blobs: dict[str, tuple[str, int]] = field(default_factory=dict)
+    down: bool = False
+
+
+@dataclass
+class Upstream:
+    server: TestServer
+    data_dir: Path
+    blob_gets: Counter[str]
+    faults: Faults
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    def password(self) -> str:
+        return (self.data_dir / "admin-password").read_text().strip()
+
+
+def _observe(counts: Counter[str], faults: Faults) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if faults.down:
+            raise web.HTTPServiceUnavailable
+        digest = request.match_info.get("digest", "")
+        is_blob = "/blobs/" in request.path and "/uploads" not in request.path
+        if request.method == "GET" and is_blob:
+            counts[digest] += 1
+            fault = faults.blobs.get(digest)
+            if fault is not None:
+                return await _faulty(request, handler, fault)
+        return await handler(request)
+
+    return middleware
+
+
+async def _faulty(
+    request: web.Request, handler: Handler, fault: tuple[str, int]
+) -> web.StreamResponse:
+    await handler(request)  # authorization as usual; its answer is replaced
+    kind, size = fault
+    response = web.StreamResponse(headers={"Docker-Content-Digest": request.match_info["digest"]})
+    response.content_length = size
+    await response.prepare(request)
+    if kind == "corrupt":
+        await response.write(os.urandom(size))
+        await response.write_eof()
+    else:  # "cut": half the body, then the connection dies
+        await response.write(os.urandom(size // 2))
+        assert request.transport is not None
+        request.transport.abort()
+    return response
+
+
+async def start_origin(config: OriginConfig) -> Upstream:
+    counts: Counter[str] = Counter()
+    faults = Faults()
+    app = create_origin(config)
+    app.middlewares.insert(0, _observe(counts, faults))
+    server = TestServer(app)
+    await server.start_server(access_log_class=AccessLogger)
+    return Upstream(server, config.data_dir, counts, faults)
+
+
+async def start_edge(origin: Upstream, data_dir: Path, **settings: Any) -> TestServer:
+    config = dataclasses.replace(
+        EdgeConfig(origin=origin.url, data_dir=data_dir, listen="127.0.0.1:0"), **settings
+    )
+    server = TestServer(create_edge(config))
+    await server.start_server(access_log_class=AccessLogger)
+    return server

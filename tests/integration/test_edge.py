@@ -1,0 +1,163 @@
+"""The edge in front of a real origin: hits from disk, one upstream fetch per miss however
+many clients ask, nothing partial or corrupt ever served, and the cache kept within bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from edge.keys import STORE
+from ocicore.digest import Digest
+from origin.config import OriginConfig
+from tests.edges import Upstream, start_edge, start_origin
+from tests.support import (
+    OCI_MANIFEST,
+    make_image,
+    push_blob,
+    push_image,
+    registry_auth,
+    sha256,
+)
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+async def upstream(origin_config: OriginConfig) -> AsyncIterator[Upstream]:
+    started = await start_origin(origin_config)
+    yield started
+    await started.server.close()
+
+
+@pytest.fixture
+async def edge(upstream: Upstream, tmp_path: Path) -> AsyncIterator[TestServer]:
+    server = await start_edge(upstream, tmp_path / "edge")
+    yield server
+    await server.close()
+
+
+def session(server: TestServer | Upstream, upstream: Upstream) -> aiohttp.ClientSession:
+    url = server.url if isinstance(server, Upstream) else str(server.make_url(""))
+    return aiohttp.ClientSession(
+        base_url=url, middlewares=(registry_auth("admin", upstream.password),)
+    )
+
+
+async def fetch(client: aiohttp.ClientSession, path: str) -> bytes:
+    async with client.get(path, headers={"Accept": OCI_MANIFEST}) as r:
+        assert r.status == 200, await r.text()
+        return await r.read()
+
+
+async def test_pulls_through_the_edge_and_the_second_one_stays_local(
+    upstream: Upstream, edge: TestServer
+) -> None:
+    image = make_image("through-the-edge", layers=3)
+    async with session(upstream, upstream) as origin:
+        await push_image(origin, "team/app", "v1", image)
+    async with session(edge, upstream) as client:
+        for _ in range(2):
+            assert await fetch(client, "/v2/team/app/manifests/v1") == image.manifest
+            for data in image.blobs:
+                assert await fetch(client, f"/v2/team/app/blobs/{sha256(data)}") == data
+    assert all(upstream.blob_gets[sha256(b)] == 1 for b in image.blobs)  # then from disk
+
+
+async def test_fifty_concurrent_cold_requests_make_one_upstream_fetch(
+    upstream: Upstream, edge: TestServer
+) -> None:
+    data = os.urandom(64 * MiB)
+    async with session(upstream, upstream) as origin:
+        digest = await push_blob(origin, "team/big", data)
+    expected = hashlib.sha256(data).hexdigest()
+
+    async def pull(client: aiohttp.ClientSession) -> str:
+        hasher = hashlib.sha256()
+        async with client.get(f"/v2/team/big/blobs/{digest}") as r:
+            assert r.status == 200
+            async for chunk in r.content.iter_chunked(1 << 20):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+    async with session(edge, upstream) as client:
+        await fetch(client, "/v2/")  # one token for everybody, as a node's runtime would
+        results = await asyncio.gather(*(pull(client) for _ in range(50)))
+    assert results == [expected] * 50
+    assert upstream.blob_gets[digest] == 1
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "cut"])
+async def test_a_bad_upstream_body_is_never_served_nor_kept(
+    upstream: Upstream, edge: TestServer, fault: str
+) -> None:
+    data = os.urandom(8 * MiB)
+    async with session(upstream, upstream) as origin:
+        digest = await push_blob(origin, "team/app", data)
+    upstream.faults.blobs[digest] = (fault, len(data))
+    async with session(edge, upstream) as client:
+        for attempt in (1, 2):
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async with client.get(f"/v2/team/app/blobs/{digest}") as r:
+                    await r.read()
+            assert upstream.blob_gets[digest] == attempt  # nothing was kept: asked again
+        assert edge.app is not None
+        assert edge.app[STORE].size(Digest.parse(digest)) is None
+        del upstream.faults.blobs[digest]
+        assert await fetch(client, f"/v2/team/app/blobs/{digest}") == data
+
+
+async def test_a_client_that_leaves_does_not_abort_the_fill(
+    upstream: Upstream, edge: TestServer
+) -> None:
+    data = os.urandom(32 * MiB)
+    async with session(upstream, upstream) as origin:
+        digest = await push_blob(origin, "team/app", data)
+    async with session(edge, upstream) as client:
+        async with client.get(f"/v2/team/app/blobs/{digest}") as r:
+            await r.content.readexactly(1 << 20)  # then hang up
+        assert edge.app is not None
+        store = edge.app[STORE]
+        for _ in range(200):
+            if store.size(Digest.parse(digest)) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert store.size(Digest.parse(digest)) == len(data)
+        assert await fetch(client, f"/v2/team/app/blobs/{digest}") == data
+    assert upstream.blob_gets[digest] == 1
+
+
+async def test_a_cached_private_blob_needs_read_access_to_its_repository(
+    upstream: Upstream, edge: TestServer
+) -> None:
+    image = make_image("private")
+    async with session(upstream, upstream) as origin:
+        await push_image(origin, "team/secret", "v1", image)
+    layer = sha256(image.layers[0])
+    async with session(edge, upstream) as client:
+        await fetch(client, f"/v2/team/secret/blobs/{layer}")  # now cached
+    async with aiohttp.ClientSession(base_url=str(edge.make_url(""))) as anonymous:
+        async with anonymous.get(f"/v2/team/secret/blobs/{layer}") as r:
+            assert r.status == 401
+        # An anonymous token carries no pull for a private repository: still refused.
+        async with anonymous.get(
+            f"{upstream.url}/auth/token?service=wharf&scope=repository:team/secret:pull"
+        ) as r:
+            token = (await r.json())["token"]
+        async with anonymous.get(
+            f"/v2/team/secret/blobs/{layer}", headers={"Authorization": f"Bearer {token}"}
+        ) as r:
+            assert r.status == 401
+            assert 'error="insufficient_scope"' in r.headers["WWW-Authenticate"]
+    # Nor through another repository the client may read but that does not hold it.
+    async with session(upstream, upstream) as origin:
+        await push_image(origin, "team/other", "v1", make_image("other"))
+    async with session(edge, upstream) as client, client.get(f"/v2/team/other/blobs/{layer}") as r:
+        assert r.status == 404
+        assert (await r.json())["errors"][0]["code"] == "BLOB_UNKNOWN"

@@ -1,0 +1,67 @@
+"""Running the servers: ``wharf origin serve``, ``wharf edge serve`` and ``wharf up`` (an
+origin and two edges in one process, on embedded defaults: the README's main job)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import uvloop
+
+from ocicore.web.accesslog import write_line
+from ocicore.web.logs import configure_logging
+from ocicore.web.serve import serve_all
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from edge.config import EdgeConfig
+    from origin.config import OriginConfig
+
+
+def _bind(component: str, host: str, port: int) -> tuple[socket.socket, str]:
+    # Bind before the loop starts so a port that is taken fails at once, loudly.
+    sock = socket.create_server((host, port), backlog=1024)
+    bound_host, bound_port = sock.getsockname()[:2]
+    url = f"http://{bound_host}:{bound_port}"
+    # Written whatever the log level: tools (and tests) learn the port picked for ":0" here.
+    write_line({"event": "listening", "component": component, "url": url})
+    return sock, url
+
+
+def run(
+    origin: OriginConfig | None, edges: list[EdgeConfig], log_level: str, shutdown: float
+) -> None:
+    from edge.app import create_app as create_edge  # noqa: PLC0415 - heavy, only to serve
+    from origin.app import create_app as create_origin  # noqa: PLC0415
+
+    configure_logging(log_level)
+    apps: list[tuple[web.Application, socket.socket]] = []
+    if origin is not None:
+        sock, _ = _bind("origin", origin.host, origin.port)
+        apps.append((create_origin(origin), sock))
+    for edge in edges:
+        sock, _ = _bind("edge", edge.host, edge.port)
+        apps.append((create_edge(edge), sock))
+    uvloop.run(serve_all(apps, shutdown))
+
+
+def local_cluster(
+    root: Path, port: int = 5000, edges: int = 2
+) -> tuple[OriginConfig, list[EdgeConfig]]:
+    """The embedded defaults: an origin on ``port`` and edges on the next ports, data under
+    ``root`` (SQLite, filesystem, the origin as every edge's upstream)."""
+    from edge.config import EdgeConfig  # noqa: PLC0415
+    from origin.config import OriginConfig  # noqa: PLC0415
+
+    origin = OriginConfig(listen=f"127.0.0.1:{port}", data_dir=root / "origin")
+    letters = "abcdefghij"
+    return origin, [
+        EdgeConfig(
+            listen=f"127.0.0.1:{port + 1 + i}",
+            origin=f"http://127.0.0.1:{port}",
+            data_dir=root / f"edge-{letters[i]}",
+        )
+        for i in range(edges)
+    ]
