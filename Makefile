@@ -8,7 +8,7 @@ APT_PACKAGES := python3-venv skopeo podman docker-registry slapd ldap-utils
 .PHONY: run test check system-deps venv clean
 
 run: venv
-	$(BIN)/wharf origin serve --listen 127.0.0.1:5000 --data-dir var/origin
+	$(BIN)/wharf up --data-dir var --port 5000
 
 test: system-deps venv check
 	$(BIN)/pytest

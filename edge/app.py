@@ -24,7 +24,7 @@ from edge.manifests import EdgeManifests
 from edge.metrics import EdgeMetrics
 from edge.store import BlobStore
 from edge.upstream import Upstreams
-from ocicore.auth.enforce import bearer_middleware
+from ocicore.auth.enforce import Need, bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.fills import Fills
 from ocicore.tasks import repeat, running
@@ -98,6 +98,15 @@ def _verifier(app: web.Application) -> TokenVerifier:
     return app[ORIGIN_KEYS].verifier
 
 
+def _public_mirror(request: web.Request, need: Need) -> bool:
+    """Pulls of what a public mirror serves need no token."""
+    if need.type != "repository" or need.action != "pull":
+        return False
+    route = request.app[UPSTREAMS].route(need.name, request.query.get("ns"))
+    mirror = route.upstream.mirror
+    return mirror is not None and mirror.public
+
+
 def _readiness(app: web.Application) -> Readiness:
     async def keys() -> None:
         if not app[ORIGIN_KEYS].loaded:
@@ -110,7 +119,7 @@ def create_app(config: EdgeConfig) -> web.Application:
     app = web.Application(
         middlewares=[
             oci_middleware(),
-            bearer_middleware(_verifier, config.realm, config.auth_service),
+            bearer_middleware(_verifier, config.realm, config.auth_service, _public_mirror),
         ]
     )
     app[CONFIG] = config

@@ -7,6 +7,7 @@ Mirrors of other registries are ``[[edge.mirrors]]`` tables of the file::
     url = "https://registry-1.docker.io"       # library/alpine?ns=docker.io (containerd)
     username = "..."                           # optional; never logged
     password = "..."
+    public = true                              # pulls need no token (the default)
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class Mirror:
     url: str
     username: str = ""
     password: str = field(default="", repr=False)  # never in a log line
+    # Public: anyone who reaches the edge may pull what this mirror serves (like the public
+    # registry it mirrors). Otherwise a token from the origin with pull on the full name.
+    public: bool = True
 
     def __post_init__(self) -> None:
         if not self.namespace or self.namespace != self.namespace.strip("/"):

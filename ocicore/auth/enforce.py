@@ -64,10 +64,14 @@ def need_of(request: web.Request) -> Need | None:
 
 
 def bearer_middleware(
-    verifier: Callable[[web.Application], TokenVerifier], realm: str | None, service: str
+    verifier: Callable[[web.Application], TokenVerifier],
+    realm: str | None,
+    service: str,
+    open_to_all: Callable[[web.Request, Need], bool] | None = None,
 ) -> Middleware:
     """Enforce tokens on ``/v2/``. ``realm`` is the token endpoint's URL (None: this host's
-    ``/auth/token``); ``verifier`` finds the app's verifier (it may be built at startup)."""
+    ``/auth/token``); ``verifier`` finds the app's verifier (it may be built at startup);
+    ``open_to_all`` names requests anyone may make without a token (an edge's public mirrors)."""
 
     def challenge(request: web.Request, need: Need, error: str | None) -> OCIError:
         url = realm or f"{request.scheme}://{request.host}/auth/token"
@@ -86,7 +90,7 @@ def bearer_middleware(
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         need = need_of(request)
-        if need is None:
+        if need is None or (open_to_all is not None and open_to_all(request, need)):
             return await handler(request)
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from argon2 import PasswordHasher
@@ -34,6 +34,7 @@ _ACCOUNT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
 MAX_ACCOUNT_LENGTH = 64
 MAX_PASSWORD_LENGTH = 1024
 RECENT_LOGIN_SECONDS = 60.0
+TOUCH_EVERY = timedelta(minutes=1)
 APP_TOKEN_PREFIX = "wharf_app_"  # noqa: S105 - a prefix, not a secret
 REFRESH_TOKEN_PREFIX = "wharf_rt_"  # noqa: S105 - a prefix, not a secret
 _APP_TOKEN = re.compile(r"^wharf_app_(\d{1,18})_([A-Za-z0-9_-]{20,100})$")
@@ -170,7 +171,10 @@ class AccountService:
             return None
         if token.revoked_at is not None or not _usable(account) or _expired(token):
             return None
-        await self.store.touch_app_token(token.id)
+        last = token.last_used_at
+        if last is None or datetime.now(UTC) - _aware(last) > TOUCH_EVERY:
+            # "Last used" to the minute: a write per use would cost a disk sync per token.
+            await self.store.touch_app_token(token.id)
         return Actor(account.id, account.name, account.is_admin)
 
     async def _app_token_login(self, name: str, password: str) -> Actor | None:

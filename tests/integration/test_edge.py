@@ -161,3 +161,83 @@ async def test_a_cached_private_blob_needs_read_access_to_its_repository(
     async with session(edge, upstream) as client, client.get(f"/v2/team/other/blobs/{layer}") as r:
         assert r.status == 404
         assert (await r.json())["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+
+async def test_eviction_keeps_to_the_size_and_spares_what_is_being_read(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    blobs = [os.urandom(4 * MiB) for _ in range(4)]
+    async with session(upstream, upstream) as origin:
+        digests = [await push_blob(origin, "team/app", b) for b in blobs]
+    edge = await start_edge(upstream, tmp_path / "small", cache_size=10 * MiB)
+    try:
+        assert edge.app is not None
+        store = edge.app[STORE]
+        async with session(edge, upstream) as client:
+            for digest in digests[:2]:
+                await fetch(client, f"/v2/team/app/blobs/{digest}")
+            await fetch(client, f"/v2/team/app/blobs/{digests[0]}")  # 0 is now the fresher
+            # 1 is the least recently used, but a reader holds it while 2 arrives.
+            with store.reading(Digest.parse(digests[1])):
+                await fetch(client, f"/v2/team/app/blobs/{digests[2]}")
+                assert store.size(Digest.parse(digests[1])) is not None
+                assert store.size(Digest.parse(digests[0])) is None  # the next in line went
+            await fetch(client, f"/v2/team/app/blobs/{digests[3]}")
+            kept = [store.size(Digest.parse(d)) is not None for d in digests]
+            assert kept == [False, False, True, True]  # 1 went once its reader had let go
+            assert store.total <= 10 * MiB
+            for digest in digests:  # every one still pulls, the evicted ones from upstream
+                assert hashlib.sha256(
+                    await fetch(client, f"/v2/team/app/blobs/{digest}")
+                ).hexdigest() == digest.removeprefix("sha256:")
+    finally:
+        await edge.close()
+
+
+async def test_a_restarted_edge_serves_its_cache_while_the_origin_is_down(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    image = make_image("survivor", layers=2)
+    async with session(upstream, upstream) as origin:
+        await push_image(origin, "team/app", "v1", image)
+        token = await _token(origin, upstream, "repository:team/app:pull")
+    auth = {"Authorization": f"Bearer {token}", "Accept": OCI_MANIFEST}
+    data_dir = tmp_path / "edge"
+    first = await start_edge(upstream, data_dir, tag_ttl_seconds=0.01)
+    async with aiohttp.ClientSession(base_url=str(first.make_url(""))) as client:
+        async with client.get("/v2/team/app/manifests/v1", headers=auth) as r:
+            assert r.status == 200
+        for blob in image.blobs:
+            async with client.get(f"/v2/team/app/blobs/{sha256(blob)}", headers=auth) as r:
+                assert await r.read() == blob
+    await first.close()
+
+    upstream.faults.down = True  # the origin answers 503 to everything from now on
+    second = await start_edge(upstream, data_dir, tag_ttl_seconds=0.01)
+    try:
+        async with aiohttp.ClientSession(base_url=str(second.make_url(""))) as client:
+            async with client.get("/v2/team/app/manifests/v1", headers=auth) as r:
+                assert r.status == 200
+                assert await r.read() == image.manifest
+                assert r.headers["Warning"].startswith("110")  # stale, and saying so
+            for blob in image.blobs:
+                async with client.get(f"/v2/team/app/blobs/{sha256(blob)}", headers=auth) as r:
+                    assert await r.read() == blob
+            async with client.get("/v2/team/app/manifests/v2", headers=auth) as r:
+                assert r.status == 503
+                assert (await r.json())["errors"][0]["code"] == "UNAVAILABLE"
+            unknown = sha256(b"never pushed")
+            async with client.get(f"/v2/team/app/blobs/{unknown}", headers=auth) as r:
+                assert r.status in (502, 503)
+    finally:
+        await second.close()
+
+
+async def _token(client: aiohttp.ClientSession, upstream: Upstream, scope: str) -> str:
+    async with client.get(
+        "/auth/token",
+        params={"service": "wharf", "scope": scope},
+        headers={"Authorization": aiohttp.encode_basic_auth("admin", upstream.password())},
+        middlewares=(),
+    ) as r:
+        return str((await r.json())["token"])
