@@ -3,6 +3,7 @@ upstream's own count, as the edge issue asks) and faults it can be told to injec
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections import Counter
@@ -24,7 +25,8 @@ from origin.config import OriginConfig
 @dataclass
 class Faults:
     """What the origin does wrong, by blob digest: ("corrupt", size): other bytes of the same
-    length; ("cut", size): dies half-way through the body."""
+    length; ("cut", size): dies half-way through the body; ("slow", size): answers at once,
+    sends the body after a second."""
 
     blobs: dict[str, tuple[str, int]] = field(default_factory=dict)
     down: bool = False
@@ -67,6 +69,10 @@ async def _faulty(
 ) -> web.StreamResponse:
     await handler(request)  # authorization as usual; its answer is replaced
     kind, size = fault
+    if kind == "slow":
+        original = await handler(request)
+        await asyncio.sleep(1.0)
+        return original
     response = web.StreamResponse(headers={"Docker-Content-Digest": request.match_info["digest"]})
     response.content_length = size
     await response.prepare(request)

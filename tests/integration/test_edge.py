@@ -12,7 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
+from edge.config import Mirror
 from edge.keys import STORE
 from ocicore.digest import Digest
 from origin.config import OriginConfig
@@ -233,6 +235,15 @@ async def test_a_restarted_edge_serves_its_cache_while_the_origin_is_down(
         await second.close()
 
 
+def sample(text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus exposition, by name and labels."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    raise AssertionError(f"no sample {name}{labels}")
+
+
 async def _token(client: aiohttp.ClientSession, upstream: Upstream, scope: str) -> str:
     async with client.get(
         "/auth/token",
@@ -241,3 +252,123 @@ async def _token(client: aiohttp.ClientSession, upstream: Upstream, scope: str) 
         middlewares=(),
     ) as r:
         return str((await r.json())["token"])
+
+
+async def test_tags_are_cached_for_their_ttl_then_revalidated(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    first, second = make_image("first"), make_image("second")
+    async with session(upstream, upstream) as origin:
+        await push_image(origin, "team/app", "latest", first)
+    edge = await start_edge(upstream, tmp_path / "edge", tag_ttl_seconds=0.5)
+    try:
+        async with session(edge, upstream) as client:
+            assert await fetch(client, "/v2/team/app/manifests/latest") == first.manifest
+            async with session(upstream, upstream) as origin:
+                await push_image(origin, "team/app", "latest", second)  # the tag moves
+            # Within the TTL the edge answers from its cache...
+            assert await fetch(client, "/v2/team/app/manifests/latest") == first.manifest
+            await asyncio.sleep(0.6)
+            # ...and after it, asks the origin (a HEAD) and follows the move.
+            assert await fetch(client, "/v2/team/app/manifests/latest") == second.manifest
+            by_digest = f"/v2/team/app/manifests/{first.digest}"
+            assert await fetch(client, by_digest) == first.manifest
+    finally:
+        await edge.close()
+
+
+async def test_misses_are_remembered_and_ranges_served(
+    upstream: Upstream, edge: TestServer
+) -> None:
+    data = os.urandom(3 * MiB)
+    async with session(upstream, upstream) as origin:
+        digest = await push_blob(origin, "team/app", data)
+    missing = sha256(b"nobody pushed this")
+    async with session(edge, upstream) as client:
+        for _ in range(3):
+            async with client.get(f"/v2/team/app/blobs/{missing}") as r:
+                assert r.status == 404
+                assert (await r.json())["errors"][0]["code"] == "BLOB_UNKNOWN"
+        assert upstream.blob_gets[missing] == 1  # the 404 was remembered
+        await fetch(client, f"/v2/team/app/blobs/{digest}")
+        async with client.get(
+            f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=1000-1999"}
+        ) as r:
+            assert r.status == 206
+            assert await r.read() == data[1000:2000]
+            assert r.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+        async with client.head(f"/v2/team/app/blobs/{digest}") as r:
+            assert r.status == 200
+            assert r.headers["Content-Length"] == str(len(data))
+        async with client.get("/metrics") as r:
+            metrics = await r.text()
+    assert sample(metrics, "wharf_edge_cache_hits_total", kind="blob") == 2
+    assert sample(metrics, "wharf_edge_cache_misses_total", kind="blob") == 4
+    assert sample(metrics, "wharf_edge_cache_bytes") == len(data)
+    assert sample(metrics, "wharf_edge_fill_failures_total", reason="not_found") == 1
+    assert sample(metrics, "wharf_edge_served_bytes_total", source="upstream") == len(data)
+
+
+async def test_fills_beyond_the_cap_are_told_to_retry(upstream: Upstream, tmp_path: Path) -> None:
+    slow, other = os.urandom(MiB), os.urandom(MiB)
+    async with session(upstream, upstream) as origin:
+        slow_digest = await push_blob(origin, "team/app", slow)
+        other_digest = await push_blob(origin, "team/app", other)
+    upstream.faults.blobs[slow_digest] = ("slow", len(slow))
+    edge = await start_edge(upstream, tmp_path / "edge", max_fills=1)
+    try:
+        async with session(edge, upstream) as client:
+            await fetch(client, "/v2/")
+            first = asyncio.create_task(fetch(client, f"/v2/team/app/blobs/{slow_digest}"))
+            await asyncio.sleep(0.3)  # its fill is running, slowly
+            async with client.get(f"/v2/team/app/blobs/{other_digest}") as r:
+                assert r.status == 503
+                assert r.headers["Retry-After"] == "2"
+            assert await first == slow
+            assert await fetch(client, f"/v2/team/app/blobs/{other_digest}") == other
+    finally:
+        await edge.close()
+
+
+async def test_a_mirror_behind_token_auth_is_followed_with_the_edges_own_credentials(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # Another Wharf origin plays the mirrored registry: private repositories, token auth.
+    other = await start_origin(
+        OriginConfig(
+            listen="127.0.0.1:0",
+            data_dir=tmp_path / "other",
+            argon2_time_cost=1,
+            argon2_memory_kib=1024,
+        )
+    )
+    try:
+        image = make_image("mirrored")
+        async with session(other, other) as client:
+            await push_image(client, "vendor/tool", "v1", image)
+        mirror = Mirror(
+            namespace="vendor.example",
+            url=other.url,
+            username="admin",
+            password=other.password(),
+        )
+        edge = await start_edge(upstream, tmp_path / "edge", mirrors=(mirror,))
+        try:
+            async with aiohttp.ClientSession(base_url=str(edge.make_url(""))) as anonymous:
+                path = "/v2/vendor.example/vendor/tool/manifests/v1"
+                assert await fetch(anonymous, path) == image.manifest
+                assert await fetch(anonymous, "/v2/vendor/tool/manifests/v1?ns=vendor.example") == (
+                    image.manifest
+                )
+                for blob in image.blobs:
+                    got = await fetch(
+                        anonymous, f"/v2/vendor.example/vendor/tool/blobs/{sha256(blob)}"
+                    )
+                    assert got == blob
+                # The origin's own namespaces still need tokens.
+                async with anonymous.get("/v2/vendor/tool/manifests/v1") as r:
+                    assert r.status == 401
+        finally:
+            await edge.close()
+    finally:
+        await other.server.close()
