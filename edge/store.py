@@ -50,7 +50,10 @@ class BlobStore:
 
     # -- start and stop ----------------------------------------------------------------------
     def load(self) -> None:
-        """Read the index and reconcile it with the files (call once, in a thread)."""
+        """Read the index and reconcile it with the files (call once, in a thread, before any
+        fill starts: the temporary files of fills a crash interrupted are deleted)."""
+        for upload_id in self.files.uploads_older_than(0):
+            self.files.discard_upload(upload_id)
         on_disk: dict[str, int] = {}
         for algorithm in ("sha256", "sha512"):
             folder = self.files.root / "blobs" / algorithm

@@ -15,6 +15,8 @@ WHARF = [sys.executable, "-m", "wharf.cli"]
 
 
 class OriginProcess:
+    component = "origin"
+
     def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.log = log
@@ -22,18 +24,16 @@ class OriginProcess:
         self.url = ""
         self._proc: asyncio.subprocess.Process | None = None
 
+    def arguments(self) -> list[str]:
+        return ["origin", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
+
     async def start(self, timeout: float = 30.0) -> str:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             start = log.tell()
             self._proc = await asyncio.create_subprocess_exec(
                 *WHARF,
-                "origin",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(self.data_dir),
+                *self.arguments(),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
                 env=self.env,
@@ -49,7 +49,7 @@ class OriginProcess:
             if self._proc.returncode is not None:
                 break
             await asyncio.sleep(0.05)
-        raise RuntimeError(f"origin did not start:\n{self.log.read_text()[-4000:]}")
+        raise RuntimeError(f"{self.component} did not start:\n{self.log.read_text()[-4000:]}")
 
     def _listening(self, start: int) -> str:
         with self.log.open("rb") as f:
@@ -74,7 +74,7 @@ class OriginProcess:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.05)
-        raise RuntimeError("origin never became ready")
+        raise RuntimeError(f"{self.component} never became ready")
 
     async def kill(self) -> None:
         """SIGKILL: no cleanup, no flush, exactly like a crash."""
@@ -88,3 +88,27 @@ class OriginProcess:
             self._proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(self._proc.wait(), 30)
         return self._proc.returncode or 0
+
+
+class EdgeProcess(OriginProcess):
+    """``wharf edge serve`` as a real child process, in front of ``origin``."""
+
+    component = "edge"
+
+    def __init__(self, origin: str, data_dir: Path, log: Path, *flags: str) -> None:
+        super().__init__(data_dir, log)
+        self.origin = origin
+        self.flags = flags
+
+    def arguments(self) -> list[str]:
+        return [
+            "edge",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            self.origin,
+            "--data-dir",
+            str(self.data_dir),
+            *self.flags,
+        ]
