@@ -21,6 +21,7 @@ from edge.upstream import Route, Unreachable
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.manifest import MANIFEST_TYPES
+from ocicore.singleflight import SingleFlight
 
 MAX_MANIFEST_BYTES = 4 << 20
 ACCEPT = ", ".join(sorted(MANIFEST_TYPES)) + ", */*;q=0.5"
@@ -64,6 +65,9 @@ class EdgeManifests:
         self.store = store
         self.config = config
         self.metrics = metrics
+        # Clients arriving together (a tag's TTL running out under load) share one upstream
+        # round trip; each was authorized on its own first.
+        self._flights: SingleFlight[tuple[Manifest, bool]] = SingleFlight()
 
     def _cached(self, digest: str) -> Manifest | None:
         found = self.index.get(f"manifest:{digest}")
@@ -81,8 +85,28 @@ class EdgeManifests:
     def _set_tag(self, ask: ManifestAsk, digest: str) -> None:
         self.index.set(f"tag:{ask.where}:{ask.reference}", (digest, time.time()))
 
+    def _fresh(self, ask: ManifestAsk) -> Manifest | None:
+        """The cached manifest, when it may be served without asking the upstream."""
+        if ask.by_digest:
+            held = self.store.held(ask.where, ask.reference)
+            if held is None or time.time() - held >= self.config.held_ttl_seconds:
+                return None
+            return self._cached(ask.reference)
+        tag = self._tag(ask)
+        if tag is None or time.time() - tag[1] >= self.config.tag_ttl_seconds:
+            return None
+        return self._cached(tag[0])
+
     async def serve(self, request: web.Request, ask: ManifestAsk) -> web.Response:
-        manifest, stale = await (self._by_digest(ask) if ask.by_digest else self._by_tag(ask))
+        fresh = self._fresh(ask)
+        if fresh is not None:
+            self.metrics.hits.labels("manifest").inc()
+            manifest, stale = fresh, False
+        else:
+            key = (ask.where, ask.reference, ask.accept)
+            manifest, stale = await self._flights.run(
+                key, lambda: self._by_digest(ask) if ask.by_digest else self._by_tag(ask)
+            )
         headers = {
             "Docker-Content-Digest": manifest.digest,
             "Content-Type": manifest.media_type,
@@ -98,11 +122,6 @@ class EdgeManifests:
     async def _by_digest(self, ask: ManifestAsk) -> tuple[Manifest, bool]:
         Digest.parse(ask.reference)
         cached = self._cached(ask.reference)
-        if cached is not None:
-            held = self.store.held(ask.where, ask.reference)
-            if held is not None and time.time() - held < self.config.held_ttl_seconds:
-                self.metrics.hits.labels("manifest").inc()
-                return cached, False
         self.metrics.misses.labels("manifest").inc()
         try:
             if cached is not None:
@@ -123,9 +142,6 @@ class EdgeManifests:
         tag = self._tag(ask)
         cached = self._cached(tag[0]) if tag is not None else None
         age = time.time() - tag[1] if tag is not None else float("inf")
-        if cached is not None and age < self.config.tag_ttl_seconds:
-            self.metrics.hits.labels("manifest").inc()
-            return cached, False
         self.metrics.misses.labels("manifest").inc()
         try:
             status, digest = await self._head(ask)

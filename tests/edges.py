@@ -36,7 +36,7 @@ class Faults:
 class Upstream:
     server: TestServer
     data_dir: Path
-    blob_gets: Counter[str]
+    blob_gets: Counter[str]  # by digest; also "GET <reference>", "HEAD <reference>" of manifests
     faults: Faults
 
     @property
@@ -52,6 +52,8 @@ def _observe(counts: Counter[str], faults: Faults) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if faults.down:
             raise web.HTTPServiceUnavailable
+        if "/manifests/" in request.path:
+            counts[f"{request.method} {request.match_info.get('reference', '')}"] += 1
         digest = request.match_info.get("digest", "")
         is_blob = "/blobs/" in request.path and "/uploads" not in request.path
         if request.method == "GET" and is_blob:

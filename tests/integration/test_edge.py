@@ -372,3 +372,18 @@ async def test_a_mirror_behind_token_auth_is_followed_with_the_edges_own_credent
             await edge.close()
     finally:
         await other.server.close()
+
+
+async def test_clients_arriving_together_share_one_manifest_round_trip(
+    upstream: Upstream, edge: TestServer
+) -> None:
+    image = make_image("herd")
+    async with session(upstream, upstream) as origin:
+        await push_image(origin, "team/app", "v1", image)
+    async with session(edge, upstream) as client:
+        await fetch(client, "/v2/")
+        bodies = await asyncio.gather(
+            *(fetch(client, "/v2/team/app/manifests/v1") for _ in range(30))
+        )
+    assert bodies == [image.manifest] * 30
+    assert (upstream.blob_gets["HEAD v1"], upstream.blob_gets["GET v1"]) == (1, 1)
