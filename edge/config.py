@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ocicore import settings
-from ocicore.settings import parse_listen
+from ocicore.settings import ServerSettings
 
 GiB = 1 << 30
 
@@ -43,7 +43,7 @@ class Mirror:
 
 
 @dataclass(frozen=True)
-class EdgeConfig:
+class EdgeConfig(ServerSettings):
     listen: str = "127.0.0.1:5001"
     origin: str = "http://127.0.0.1:5000"
     data_dir: Path = Path("./var/edge")
@@ -65,30 +65,19 @@ class EdgeConfig:
     mirrors: tuple[Mirror, ...] = ()
 
     def __post_init__(self) -> None:
-        parse_listen(self.listen)
         if not self.origin.startswith(("http://", "https://")):
             raise ValueError(f"origin must be an http(s) URL: {self.origin!r}")
-        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
-            raise ValueError(f"log_level must be debug, info, warning or error: {self.log_level}")
-        for name in (
-            "cache_size",
-            "tag_ttl_seconds",
-            "max_stale_seconds",
-            "max_fills",
-            "fill_timeout_seconds",
-            "header_timeout_seconds",
-            "jwks_refresh_seconds",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-
-    @property
-    def host(self) -> str:
-        return parse_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        return parse_listen(self.listen)[1]
+        self.check(
+            (
+                "cache_size",
+                "tag_ttl_seconds",
+                "max_stale_seconds",
+                "max_fills",
+                "fill_timeout_seconds",
+                "header_timeout_seconds",
+                "jwks_refresh_seconds",
+            )
+        )
 
     @property
     def realm(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +45,30 @@ def boolean(name: str, text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false, not {text!r}")
+
+
+class ServerSettings:
+    """What every server's settings share: where to listen, how much to log, what must be
+    positive. Mixed into the components' frozen dataclasses, which define the fields."""
+
+    listen: str
+    log_level: str
+
+    def check(self, positive: Sequence[str]) -> None:
+        parse_listen(self.listen)
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError(f"log_level must be debug, info, warning or error: {self.log_level}")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
 
 
 def load(

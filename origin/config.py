@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ocicore import settings
-from ocicore.settings import parse_listen
+from ocicore.settings import ServerSettings
 from origin.auth.ldap import LdapConfig
 from origin.auth.oidc import OidcConfig
 
@@ -23,7 +23,7 @@ MiB = 1 << 20
 
 
 @dataclass(frozen=True)
-class OriginConfig:
+class OriginConfig(ServerSettings):
     listen: str = "127.0.0.1:5000"
     data_dir: Path = Path("./var/origin")
     database_url: str = ""  # empty: SQLite at <data_dir>/metadata.db
@@ -57,37 +57,26 @@ class OriginConfig:
     oidc: OidcConfig | None = None
 
     def __post_init__(self) -> None:
-        host, _ = parse_listen(self.listen)
-        if not self.auth_enabled and host not in ("127.0.0.1", "::1", "localhost"):
+        self.check(
+            (
+                "max_manifest_bytes",
+                "max_blob_bytes",
+                "upload_ttl_seconds",
+                "cache_entries",
+                "cache_ttl_seconds",
+                "small_blob_cache_bytes",
+                "token_ttl_seconds",
+                "argon2_time_cost",
+                "argon2_memory_kib",
+                "refresh_token_ttl_seconds",
+                "audit_retention_days",
+                "login_failures_per_account",
+                "login_failures_per_address",
+                "login_failure_window_seconds",
+            )
+        )
+        if not self.auth_enabled and self.host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("auth_enabled = false is only allowed on a loopback address")
-        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
-            raise ValueError(f"log_level must be debug, info, warning or error: {self.log_level}")
-        for name in (
-            "max_manifest_bytes",
-            "max_blob_bytes",
-            "upload_ttl_seconds",
-            "cache_entries",
-            "cache_ttl_seconds",
-            "small_blob_cache_bytes",
-            "token_ttl_seconds",
-            "argon2_time_cost",
-            "argon2_memory_kib",
-            "refresh_token_ttl_seconds",
-            "audit_retention_days",
-            "login_failures_per_account",
-            "login_failures_per_address",
-            "login_failure_window_seconds",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-
-    @property
-    def host(self) -> str:
-        return parse_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        return parse_listen(self.listen)[1]
 
     @property
     def effective_database_url(self) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.config import EdgeConfig
 from origin.config import OriginConfig
 
 
@@ -73,3 +74,24 @@ def test_identity_providers_are_tables_of_the_file(tmp_path: Path) -> None:
     file.write_text('[origin.ldap]\nurl = "ldap://x"\nbogus = 1\n')
     with pytest.raises(ValueError, match=r"\[origin.ldap\]"):
         OriginConfig.load(file=file)
+
+
+def test_edge_settings_read_sizes_and_mirror_tables(tmp_path: Path) -> None:
+    file = tmp_path / "edge.toml"
+    file.write_text(
+        '[edge]\norigin = "https://registry.example"\ncache_size = "512MiB"\n'
+        '[[edge.mirrors]]\nnamespace = "docker.io"\nurl = "https://registry-1.docker.io"\n'
+        'username = "bot"\npassword = "hunter2"\n'
+    )
+    config = EdgeConfig.load(
+        file=file, env={"WHARF_EDGE_REGION": "eu-west"}, overrides={"cache_size": "2GiB"}
+    )
+    assert config.cache_size == 2 << 30
+    assert config.region == "eu-west"
+    assert config.realm == "https://registry.example/auth/token"
+    (mirror,) = config.mirrors
+    assert (mirror.namespace, mirror.public) == ("docker.io", True)
+    assert "hunter2" not in repr(config)
+    for bad in ({"cache_size": "lots"}, {"origin": "ftp://x"}, {"max_fills": "0"}):
+        with pytest.raises(ValueError):  # noqa: PT011 - each says why in its own words
+            EdgeConfig.load(overrides=bad)
