@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -100,12 +101,18 @@ class EdgeBlobs:
         }
         size = self.store.size(ask.digest)
         if size is not None:
-            await self.confirm(ask)
+            path = self.store.acquire(ask.digest)  # no eviction from here until it is sent
+            try:
+                await self.confirm(ask)
+            except BaseException:
+                self.store.release(ask.digest)
+                raise
             self.metrics.hits.labels("blob").inc()
             if request.method == "HEAD":
+                self.store.release(ask.digest)
                 return web.Response(headers={**headers, "Content-Length": str(size)})
             self.metrics.served.labels("cache").inc(size)
-            return _HeldFile(self.store, ask.digest, self.sendfile, headers=headers)
+            return _HeldFile(path, self.store, ask.digest, self.sendfile, headers=headers)
         self.metrics.misses.labels("blob").inc()
         if (ask.route.name, str(ask.digest)) in self._absent:
             raise OCIError(ErrorCode.BLOB_UNKNOWN, str(ask.digest))
@@ -256,9 +263,15 @@ class _HeldFile(BlobFileResponse):
     """A cached blob's file response, its blob kept from eviction until it is sent."""
 
     def __init__(
-        self, store: BlobStore, digest: Digest, pool: SendfilePool, headers: dict[str, str]
+        self,
+        path: Path,
+        store: BlobStore,
+        digest: Digest,
+        pool: SendfilePool,
+        headers: dict[str, str],
     ) -> None:
-        super().__init__(store.acquire(digest), pool, headers=headers)
+        """``path`` comes from ``store.acquire(digest)``: this response releases it."""
+        super().__init__(path, pool, headers=headers)
         self._store, self._digest = store, digest
         self._held = True
 

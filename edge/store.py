@@ -136,7 +136,9 @@ class BlobStore:
             self.total += size
         self._entries[key] = Entry(size, time.time())
         await asyncio.to_thread(self.index.set, f"blob:{key}", (size, time.time()))
-        await asyncio.to_thread(self.evict)
+        victims = self.evict()  # chosen on the event loop, where readers come and go
+        if victims:
+            await asyncio.to_thread(self.remove, victims)
         return size
 
     def pin(self, digest: Digest) -> None:
@@ -145,22 +147,31 @@ class BlobStore:
     def unpin(self, digest: Digest) -> None:
         self.index.delete(f"pin:{digest}")
 
-    def evict(self) -> None:
-        """Delete least recently used blobs until the cache fits its capacity."""
+    def evict(self) -> list[str]:
+        """Choose least recently used blobs to delete until the cache fits its capacity, and
+        forget them at once (so no new reader finds them); :meth:`remove` deletes the files.
+        Blobs being read and pinned blobs are skipped."""
         if self.total <= self.capacity:
-            return
+            return []
+        victims = []
         for digest, entry in sorted(self._entries.items(), key=lambda item: item[1].atime):
             if self.total <= self.capacity:
                 break
             if self._readers.get(digest) or self.index.get(f"pin:{digest}"):
                 continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.files.blob_path(Digest.parse(digest)))
             del self._entries[digest]
             self._dirty.discard(digest)
-            self.index.delete(f"blob:{digest}")
             self.total -= entry.size
+            victims.append(digest)
             self.on_evict()
+        return victims
+
+    def remove(self, victims: list[str]) -> None:
+        """Delete the files and index entries of evicted blobs (in a thread)."""
+        for digest in victims:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.files.blob_path(Digest.parse(digest)))
+            self.index.delete(f"blob:{digest}")
 
     # -- which repositories hold what ----------------------------------------------------------
     def held(self, repository: str, digest: str) -> float | None:
