@@ -24,6 +24,8 @@ from edge.manifests import EdgeManifests
 from edge.metrics import EdgeMetrics
 from edge.store import BlobStore
 from edge.upstream import Upstreams
+from gossip import web as gossip_web
+from gossip.web import membership_context
 from ocicore.auth.enforce import Need, bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.fills import Fills
@@ -115,6 +117,11 @@ def _readiness(app: web.Application) -> Readiness:
     return Readiness(checks={"origin_keys": keys})
 
 
+_membership = membership_context(
+    "edge", lambda app: app[CONFIG], lambda app: f"http://{app[CONFIG].host}:{app[CONFIG].port}"
+)
+
+
 def create_app(config: EdgeConfig) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -125,8 +132,9 @@ def create_app(config: EdgeConfig) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = HttpMetrics.create("edge", CollectorRegistry())
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    app.cleanup_ctx.extend([_client, _origin_keys, _store])
+    app.cleanup_ctx.extend([_client, _origin_keys, _store, _membership])
     add_health_routes(app, _readiness(app))
     app.router.add_get("/metrics", metrics_handler)
     api.add_routes(app)
+    gossip_web.add_routes(app)
     return app

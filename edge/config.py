@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gossip.node import NodeSettings, StaticPeer
 from ocicore import settings
 from ocicore.settings import ServerSettings
 
@@ -43,12 +44,11 @@ class Mirror:
 
 
 @dataclass(frozen=True)
-class EdgeConfig(ServerSettings):
+class EdgeConfig(NodeSettings, ServerSettings):
     listen: str = "127.0.0.1:5001"
     origin: str = "http://127.0.0.1:5000"
     data_dir: Path = Path("./var/edge")
     cache_size: int = 20 * GiB  # bytes; "20GiB" in the file, the environment or --cache-size
-    region: str = "local"
     log_level: str = "info"
     tag_ttl_seconds: float = 30.0  # a tag is revalidated with the upstream this often
     max_stale_seconds: float = 24 * 3600.0  # served stale this long while the upstream is down
@@ -90,4 +90,5 @@ class EdgeConfig(ServerSettings):
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> EdgeConfig:
-        return settings.load(cls, "edge", file, env, overrides, {"mirrors": Mirror})
+        tables = {"mirrors": Mirror, "peers": StaticPeer}
+        return settings.load(cls, "edge", file, env, overrides, tables)

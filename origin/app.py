@@ -17,6 +17,8 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry, Gauge
 
+from gossip import web as gossip_web
+from gossip.web import membership_context
 from ocicore.auth.enforce import bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.cas import ContentStore
@@ -237,6 +239,11 @@ def _readiness(app: web.Application) -> Readiness:
     return Readiness(checks={"database": database, "storage": storage})
 
 
+_membership = membership_context(
+    "origin", lambda app: app[CONFIG], lambda app: f"http://{app[CONFIG].host}:{app[CONFIG].port}"
+)
+
+
 def create_app(config: OriginConfig) -> web.Application:
     middlewares = [oci_middleware()]
     if config.auth_enabled:
@@ -251,7 +258,16 @@ def create_app(config: OriginConfig) -> web.Application:
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # hashes and keys inside
     app[CONTENT] = ContentStore(config.data_dir)
     app.cleanup_ctx.extend(
-        [_database, _audit, _auth, _key_rotation, _oidc, _sendfile_pool, _upload_reaper]
+        [
+            _database,
+            _audit,
+            _auth,
+            _key_rotation,
+            _oidc,
+            _sendfile_pool,
+            _upload_reaper,
+            _membership,
+        ]
     )
     add_health_routes(app, _readiness(app))
     app.router.add_get("/metrics", metrics_handler)
@@ -260,4 +276,5 @@ def create_app(config: OriginConfig) -> web.Application:
     app.router.add_post("/auth/token", token_form)
     api.add_routes(app)
     v1.add_routes(app)
+    gossip_web.add_routes(app)
     return app

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gossip.node import NodeSettings, StaticPeer
 from ocicore import settings
 from ocicore.settings import ServerSettings
 from origin.auth.ldap import LdapConfig
@@ -23,7 +24,7 @@ MiB = 1 << 20
 
 
 @dataclass(frozen=True)
-class OriginConfig(ServerSettings):
+class OriginConfig(NodeSettings, ServerSettings):
     listen: str = "127.0.0.1:5000"
     data_dir: Path = Path("./var/origin")
     database_url: str = ""  # empty: SQLite at <data_dir>/metadata.db
@@ -92,4 +93,4 @@ class OriginConfig(ServerSettings):
         return settings.load(cls, "origin", file, env, overrides, _PROVIDERS)
 
 
-_PROVIDERS: dict[str, Any] = {"ldap": LdapConfig, "oidc": OidcConfig}
+_PROVIDERS: dict[str, Any] = {"ldap": LdapConfig, "oidc": OidcConfig, "peers": StaticPeer}

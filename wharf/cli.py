@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wharf import admin
+from wharf import admin, members
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--log-level", choices=LEVELS, default="info")
 
     admin.add_commands(components)
+    members.add_command(components)
     return parser
 
 
@@ -93,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if hasattr(args, "build"):
         sys.exit(admin.run(args))
+    if hasattr(args, "members"):
+        sys.exit(members.run(args))
     from wharf import servers  # noqa: PLC0415 - the admin commands stay quick without it
 
     try:

@@ -3,6 +3,7 @@ origin and two edges in one process, on embedded defaults: the README's main job
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,11 +40,13 @@ def run(
     configure_logging(log_level)
     apps: list[tuple[web.Application, socket.socket]] = []
     if origin is not None:
-        sock, _ = _bind("origin", origin.host, origin.port)
+        sock, url = _bind("origin", origin.host, origin.port)
+        origin = dataclasses.replace(origin, advertise_url=origin.advertise_url or url)
         apps.append((create_origin(origin), sock))
-    for edge in edges:
-        sock, _ = _bind("edge", edge.host, edge.port)
-        apps.append((create_edge(edge), sock))
+    for config in edges:
+        sock, url = _bind("edge", config.host, config.port)
+        advertised = dataclasses.replace(config, advertise_url=config.advertise_url or url)
+        apps.append((create_edge(advertised), sock))
     uvloop.run(serve_all(apps, shutdown))
 
 
@@ -53,15 +56,27 @@ def local_cluster(
     """The embedded defaults: an origin on ``port`` and edges on the next ports, data under
     ``root`` (SQLite, filesystem, the origin as every edge's upstream)."""
     from edge.config import EdgeConfig  # noqa: PLC0415
+    from gossip.node import StaticPeer  # noqa: PLC0415
     from origin.config import OriginConfig  # noqa: PLC0415
 
-    origin = OriginConfig(listen=f"127.0.0.1:{port}", data_dir=root / "origin")
-    letters = "abcdefghij"
+    names = [f"edge-{letter}" for letter in "abcdefghij"[:edges]]
+    peers = (
+        StaticPeer("origin", "origin", f"http://127.0.0.1:{port}"),
+        *(
+            StaticPeer(name, "edge", f"http://127.0.0.1:{port + 1 + i}")
+            for i, name in enumerate(names)
+        ),
+    )
+    origin = OriginConfig(
+        listen=f"127.0.0.1:{port}", data_dir=root / "origin", node_id="origin", peers=peers
+    )
     return origin, [
         EdgeConfig(
             listen=f"127.0.0.1:{port + 1 + i}",
             origin=f"http://127.0.0.1:{port}",
-            data_dir=root / f"edge-{letters[i]}",
+            data_dir=root / name,
+            node_id=name,
+            peers=peers,
         )
-        for i in range(edges)
+        for i, name in enumerate(names)
     ]

@@ -1,0 +1,60 @@
+"""Membership inside a node's app: started with it, stopped with it, shown at
+``GET /_wharf/members`` (what ``wharf gossip members`` prints)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib.metadata import version
+
+from aiohttp import web
+
+from gossip.membership import Membership
+from gossip.node import NodeSettings, start
+from ocicore.tasks import running
+
+MEMBERSHIP = web.AppKey("membership", Membership)
+
+
+def membership_context(
+    role: str,
+    settings: Callable[[web.Application], NodeSettings],
+    listen: Callable[[web.Application], str],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context running this node's membership for as long as the app lives."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        node = settings(app)
+        me = node.me(role, listen(app), version("wharf"))
+        membership, run = start(me, node.gossip())
+        app[MEMBERSHIP] = membership
+        if run is None:
+            yield
+            return
+        async with running(membership=run):
+            yield
+
+    return context
+
+
+async def members(request: web.Request) -> web.Response:
+    now = time.time()
+    return web.json_response(
+        [
+            {
+                "id": p.id,
+                "role": p.role,
+                "region": p.region,
+                "zone": p.zone,
+                "api_url": p.api_url,
+                "healthy": p.healthy,
+                "version": p.version,
+                "age_seconds": round(now - p.since, 1) if p.since else None,
+            }
+            for p in request.app[MEMBERSHIP].peers()
+        ]
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/_wharf/members", members)
