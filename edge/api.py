@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.blobs import Ask
+from edge.blobs import HOP, Ask
 from edge.keys import BLOBS, MANIFESTS, UPSTREAMS
 from edge.manifests import ACCEPT, ManifestAsk
 from edge.upstream import Route, Unreachable
@@ -29,7 +29,13 @@ async def base(request: web.Request) -> web.Response:
 async def blob(request: web.Request) -> web.StreamResponse:
     route = _route(request)
     digest = Digest.parse(request.match_info["digest"])
-    ask = Ask(route, request.match_info["name"], digest, request.headers.get("Authorization"))
+    ask = Ask(
+        route,
+        request.match_info["name"],
+        digest,
+        request.headers.get("Authorization"),
+        hop=HOP in request.headers,
+    )
     return await request.app[BLOBS].serve(request, ask)
 
 

@@ -8,7 +8,7 @@ and awaited on shutdown), the sendfile threads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import structlog
@@ -16,16 +16,17 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from edge import api
-from edge.blobs import EdgeBlobs
+from edge.blobs import Ask, EdgeBlobs
 from edge.config import EdgeConfig
 from edge.jwks import OriginKeys
 from edge.keys import BLOBS, CONFIG, MANIFESTS, ORIGIN_KEYS, STORE, UPSTREAMS
 from edge.manifests import EdgeManifests
 from edge.metrics import EdgeMetrics
 from edge.store import BlobStore
-from edge.upstream import Upstreams
+from edge.upstream import Upstream, Upstreams
 from gossip import web as gossip_web
-from gossip.web import membership_context
+from gossip.ring import home_edge
+from gossip.web import MEMBERSHIP, SELF, membership_context
 from ocicore.auth.enforce import Need, bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.fills import Fills
@@ -83,7 +84,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     metrics = EdgeMetrics.create(app[METRICS].registry, store)
     sendfile = SendfilePool()
     fills = Fills(config.max_fills, config.fill_timeout_seconds)
-    app[BLOBS] = EdgeBlobs(store, fills, config, metrics, sendfile)
+    app[BLOBS] = EdgeBlobs(store, fills, config, metrics, sendfile, _home_of(app))
     app[MANIFESTS] = EdgeManifests(store, config, metrics)
 
     async def flush() -> None:
@@ -94,6 +95,28 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     await fills.close()
     await asyncio.to_thread(sendfile.close)
     await asyncio.to_thread(store.close)
+
+
+def _home_of(app: web.Application) -> Callable[[Ask], Upstream | None]:
+    """The digest's home edge in this region, when that is another edge (and the blob comes
+    from the origin: mirrors are not shared between edges)."""
+    peers: dict[str, Upstream] = {}
+
+    def home_of(ask: Ask) -> Upstream | None:
+        if not app[CONFIG].cooperate or ask.route.upstream.mirror is not None:
+            return None
+        membership, me = app.get(MEMBERSHIP), app.get(SELF)
+        if membership is None or me is None:
+            return None
+        home = home_edge(me, str(ask.digest), membership.peers())
+        if home is None or home.id == me.id:
+            return None
+        found = peers.get(home.api_url)
+        if found is None:
+            found = peers[home.api_url] = Upstream(app[SESSION], home.api_url, name="peer")
+        return found
+
+    return home_of
 
 
 def _verifier(app: web.Application) -> TokenVerifier:

@@ -13,6 +13,7 @@ import asyncio
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from cachetools import TTLCache
 from edge.config import EdgeConfig
 from edge.metrics import EdgeMetrics
 from edge.store import BlobStore
-from edge.upstream import Route, Unreachable
+from edge.upstream import Route, Unreachable, Upstream
 from ocicore.digest import Digest, Hasher
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.fills import Busy, Fill, FillFailed, Fills, Head
@@ -31,6 +32,9 @@ from ocicore.web.sendfile import BlobFileResponse, SendfilePool
 
 BATCH = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d{1,19})-(\d{0,19})$")
+
+
+HOP = "X-Wharf-Hop"  # set by an edge asking a peer: the peer goes to the upstream itself
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Ask:
     repository: str  # as the client named it
     digest: Digest
     auth: str | None
+    hop: bool = False  # asked by a peer edge: never ask peers in turn
 
     @property
     def scope(self) -> str:
@@ -59,7 +64,9 @@ class EdgeBlobs:
         config: EdgeConfig,
         metrics: EdgeMetrics,
         sendfile: SendfilePool,
+        home_of: Callable[[Ask], Upstream | None] = lambda ask: None,
     ) -> None:
+        self.home_of = home_of
         self.store = store
         self.fills = fills
         self.config = config
@@ -153,22 +160,53 @@ class EdgeBlobs:
         return fill
 
     async def _produce(self, fill: Fill, ask: Ask, upload_id: str) -> None:
+        """Fill from the digest's home edge in this region when that is another edge, and
+        from the upstream otherwise, or when the home edge fails or sends wrong bytes. A
+        peer's bytes are held from clients until verified, so a bad peer costs them only
+        latency."""
         self.metrics.fills_in_flight.inc()
-        started = time.perf_counter()
         try:
-            async with ask.route.upstream.request("GET", ask.path, ask.auth, scope=ask.scope) as r:
-                self.metrics.upstream_latency.labels(ask.route.upstream.label, "blob").observe(
+            home = None if ask.hop else self.home_of(ask)
+            if home is not None:
+                fill.hold()
+                try:
+                    await self._fetch(fill, ask, upload_id, home, "peer")
+                except FillFailed as exc:
+                    self.metrics.fill_failures.labels(f"peer_{_reason(exc)}").inc()
+                    await fill.reset()
+                    await fill.release()
+                else:
+                    await fill.release()
+                    return
+            await self._fetch(fill, ask, upload_id, ask.route.upstream, "upstream")
+        finally:
+            self.metrics.fills_in_flight.dec()
+            self._fill_repository.pop(str(ask.digest), None)
+
+    async def _fetch(
+        self, fill: Fill, ask: Ask, upload_id: str, source: Upstream, kind: str
+    ) -> None:
+        """Stream the blob from ``source`` into the fill, verify it and commit it."""
+        started = time.perf_counter()
+        path = ask.path if kind == "upstream" else f"/v2/{ask.repository}/blobs/{ask.digest}"
+        headers = {HOP: "1"} if kind == "peer" else None
+        try:
+            async with source.request("GET", path, ask.auth, headers, scope=ask.scope) as r:
+                self.metrics.upstream_latency.labels(source.label, "blob").observe(
                     time.perf_counter() - started
                 )
                 if r.status == 404:
-                    self._absent[(ask.route.name, str(ask.digest))] = True
+                    if kind == "upstream":
+                        self._absent[(ask.route.name, str(ask.digest))] = True
                     raise FillFailed("blob unknown", 404)
                 if r.status in (401, 403):
                     raise FillFailed("the upstream refused", r.status)
                 if r.status != 200 or r.content_length is None:
-                    raise FillFailed(f"the upstream answered {r.status}", 502)
+                    raise FillFailed(f"the {kind} answered {r.status}", 502)
                 size = r.content_length
                 fill.begin(Head(size))
+                if (await fill.head()).size != size:
+                    raise FillFailed(f"the {kind} announced another size", 502)
                 hasher = ask.digest.hasher()
                 pending: list[bytes] = []
                 pending_size = 0
@@ -181,13 +219,14 @@ class EdgeBlobs:
                 if pending:
                     await _append(fill, b"".join(pending), hasher)
             if fill.written != size:
-                raise FillFailed("the upstream sent a short body", 502)
+                raise FillFailed(f"the {kind} sent a short body", 502)
             await fill.sync()
             hexdigest = hasher.hexdigest()
             if hexdigest != ask.digest.encoded:
-                raise FillFailed("the upstream sent bytes of another digest", 502)
+                raise FillFailed(f"the {kind} sent bytes of another digest", 502)
             await self.store.admit(upload_id, ask.digest, hexdigest)
             self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
+            self.metrics.filled.labels(kind).inc(size)
         except Unreachable as exc:
             self.metrics.fill_failures.labels("unreachable").inc()
             raise FillFailed(str(exc), 502) from None
@@ -196,10 +235,7 @@ class EdgeBlobs:
             raise
         except (ConnectionError, OSError) as exc:
             self.metrics.fill_failures.labels("interrupted").inc()
-            raise FillFailed(f"the upstream broke off: {type(exc).__name__}", 502) from None
-        finally:
-            self.metrics.fills_in_flight.dec()
-            self._fill_repository.pop(str(ask.digest), None)
+            raise FillFailed(f"the {kind} broke off: {type(exc).__name__}", 502) from None
 
     async def _head_upstream(self, ask: Ask, headers: dict[str, str]) -> web.Response:
         try:

@@ -63,6 +63,7 @@ class EdgeConfig(NodeSettings, ServerSettings):
     auth_realm: str = ""  # empty: the origin's /auth/token
     shutdown_timeout_seconds: float = 30.0
     mirrors: tuple[Mirror, ...] = ()
+    cooperate: bool = True  # on a miss, ask the digest's home edge in the region first
 
     def __post_init__(self) -> None:
         if not self.origin.startswith(("http://", "https://")):

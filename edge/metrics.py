@@ -20,6 +20,7 @@ class EdgeMetrics:
     fill_failures: Counter
     stale: Counter
     fills_in_flight: Gauge
+    filled: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, store: BlobStore) -> EdgeMetrics:
@@ -74,5 +75,11 @@ class EdgeMetrics:
             ),
             fills_in_flight=Gauge(
                 "wharf_edge_fills_in_flight", "Upstream fills running", registry=registry
+            ),
+            filled=Counter(
+                "wharf_edge_filled_bytes",
+                "Blob bytes fetched into the cache, by source (peer, upstream)",
+                ("source",),
+                registry=registry,
             ),
         )

@@ -32,16 +32,21 @@ class Route:
 
 class Upstream:
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, mirror: Mirror | None = None
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        mirror: Mirror | None = None,
+        name: str = "",
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.mirror = mirror
+        self.name = name
         self._tokens: dict[str, tuple[str, float]] = {}
 
     @property
     def label(self) -> str:
-        return self.mirror.namespace if self.mirror else "origin"
+        return self.name or (self.mirror.namespace if self.mirror else "origin")
 
     @asynccontextmanager
     async def request(

@@ -11,9 +11,11 @@ from aiohttp import web
 
 from gossip.membership import Membership
 from gossip.node import NodeSettings, start
+from gossip.peer import Peer
 from ocicore.tasks import running
 
 MEMBERSHIP = web.AppKey("membership", Membership)
+SELF = web.AppKey("self", Peer)
 
 
 def membership_context(
@@ -28,6 +30,7 @@ def membership_context(
         me = node.me(role, listen(app), version("wharf"))
         membership, run = start(me, node.gossip())
         app[MEMBERSHIP] = membership
+        app[SELF] = me
         if run is None:
             yield
             return

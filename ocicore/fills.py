@@ -54,12 +54,29 @@ class Fill:
         self._changed = asyncio.Condition()
         self._error: FillFailed | None = None
         self._done = False
+        self._held = False
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
     # -- the producer ------------------------------------------------------------------------
     def begin(self, head: Head) -> None:
         if not self._head.done():
             self._head.set_result(head)
+
+    def hold(self) -> None:
+        """Deliver nothing until :meth:`release`: for a source whose bytes must be verified
+        before anyone sees them (a peer, which could be wrong where the origin is not)."""
+        self._held = True
+
+    async def release(self) -> None:
+        self._held = False
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def reset(self) -> None:
+        """Forget the bytes written so far (only while held: nobody has seen them)."""
+        assert self._held, "bytes clients may have read cannot be taken back"
+        await asyncio.to_thread(os.ftruncate, self._fd, 0)
+        self.written = 0
 
     async def append(self, data: bytes) -> None:
         offset = self.written
@@ -129,8 +146,11 @@ class Fill:
             os.close(fd)
 
     def _deliverable(self, size: int) -> int:
-        """How far clients may read: all once verified, short of the last byte before."""
-        return self.written if self._done else min(self.written, size - 1)
+        """How far clients may read: all once verified, short of the last byte before, and
+        nothing while held."""
+        if self._done:
+            return self.written
+        return 0 if self._held else min(self.written, size - 1)
 
     def _past(self, offset: int, size: int) -> bool:
         return self._deliverable(size) > offset or self._done

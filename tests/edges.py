@@ -98,10 +98,12 @@ async def start_origin(config: OriginConfig) -> Upstream:
     return Upstream(server, config.data_dir, counts, faults)
 
 
-async def start_edge(origin: Upstream, data_dir: Path, **settings: Any) -> TestServer:
+async def start_edge(
+    origin: Upstream, data_dir: Path, port: int = 0, **settings: Any
+) -> TestServer:
     config = dataclasses.replace(
-        EdgeConfig(origin=origin.url, data_dir=data_dir, listen="127.0.0.1:0"), **settings
+        EdgeConfig(origin=origin.url, data_dir=data_dir, listen=f"127.0.0.1:{port}"), **settings
     )
-    server = TestServer(create_edge(config))
+    server = TestServer(create_edge(config), port=port or None)
     await server.start_server(access_log_class=AccessLogger)
     return server
