@@ -82,6 +82,11 @@ class OriginProcess:
         os.killpg(self._proc.pid, signal.SIGKILL)
         await self._proc.wait()
 
+    async def stop_quietly(self) -> None:
+        """Stop it if it still runs (a test may have killed it)."""
+        if self._proc is not None and self._proc.returncode is None:
+            await self.stop()
+
     async def stop(self) -> int:
         assert self._proc is not None
         if self._proc.returncode is None:
@@ -95,8 +100,15 @@ class EdgeProcess(OriginProcess):
 
     component = "edge"
 
-    def __init__(self, origin: str, data_dir: Path, log: Path, *flags: str) -> None:
-        super().__init__(data_dir, log)
+    def __init__(
+        self,
+        origin: str,
+        data_dir: Path,
+        log: Path,
+        *flags: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(data_dir, log, env)
         self.origin = origin
         self.flags = flags
 
