@@ -8,7 +8,11 @@ node's agent: its port refuses connections, its checks stop running, its ``serfH
 critical (so its instances stay listed but never ``passing``) and its sessions are invalidated;
 ``restore_node`` restarts it on the same port. ``stop``/``start`` take the whole of Consul down
 and up again on the same ports (open connections, including blocking queries, are dropped);
-``restart(keep_state=False)`` comes back empty with indexes starting over.
+``restart(keep_state=False)`` comes back empty with indexes starting over. A restarted agent
+keeps its TTL checks' status (timers restart) and puts other checks back to their initial
+status; HTTP checks first run after a random stagger within Interval, as Consul's do. Every node
+has the address ``host``; an empty ``Service.Address`` is returned empty, as Consul does, and
+clients must fall back to ``Node.Address``.
 
 Semantics follow /work/shared/CONSUL.md. JSON keys are matched as Consul matches them (any case,
 snake_case too), since py-consul sends ``name``/``checks``/``ttl``. Knobs for fast tests, real
@@ -45,7 +49,16 @@ from aiohttp.typedefs import Handler
 
 PASSING, WARNING, CRITICAL = "passing", "warning", "critical"
 NODE = web.AppKey("node", str)
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
 _PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNMODELLED_CHECKS = ("tcp", "script", "args", "grpc", "dockercontainerid", "h2ping", "udp")
 
@@ -179,6 +192,8 @@ class _Session:
 
 
 class ConsulDouble:
+    _index: int
+
     def __init__(
         self,
         nodes: Sequence[str] = ("node-1",),
@@ -267,7 +282,9 @@ class ConsulDouble:
         """The node's agent dies: its port closes and serfHealth goes critical."""
         self._failed.add(node)
         await self._agent_down(node)
-        self._set_status(self._checks[(node, "serfHealth")], CRITICAL, "Agent not live or unreachable")
+        self._set_status(
+            self._checks[(node, "serfHealth")], CRITICAL, "Agent not live or unreachable"
+        )
 
     async def restore_node(self, node: str) -> None:
         self._failed.discard(node)
@@ -280,8 +297,10 @@ class ConsulDouble:
         self._notify()
 
     def jump_index(self, delta: int) -> None:
-        """Indexes jump forwards (delta > 0) or go backwards (delta < 0, e.g. a restore)."""
+        """Indexes jump forwards (delta > 0) or go backwards (delta < 0): a snapshot restore,
+        which also returns every blocking query at once, as Consul abandons them."""
         self._index = max(1, self._index + delta)
+        self._wake_gen += delta < 0
         tables = (self._svc_index, self._tombstones)
         for table in tables:
             for key in table:
@@ -412,24 +431,27 @@ class ConsulDouble:
 
     async def _agent_down(self, node: str) -> None:
         runner = self._runners.pop(node, None)
-        self._sync_probes()
+        await asyncio.gather(*self._sync_probes(), return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
 
-    def _sync_probes(self) -> None:
-        """One probe task per HTTP check of every running agent."""
+    def _sync_probes(self) -> list[asyncio.Task[None]]:
+        """One probe task per HTTP check of every running agent; returns those cancelled."""
         want = {
             k: c
             for k, c in self._checks.items()
             if c.http and k[0] in self._runners and self._client is not None
         }
+        cancelled = []
         for key, (check, task) in list(self._probes.items()):
             if want.get(key) is not check:
                 task.cancel()
+                cancelled.append(task)
                 del self._probes[key]
         for key, check in want.items():
             if key not in self._probes:
                 self._probes[key] = (check, asyncio.create_task(self._probe_loop(check)))
+        return cancelled
 
     async def _probe_loop(self, check: _Check) -> None:
         await asyncio.sleep(random.uniform(0, check.interval))  # Consul staggers the first run
@@ -439,7 +461,8 @@ class ConsulDouble:
             await asyncio.sleep(check.interval)
 
     async def _probe(self, c: _Check) -> tuple[str, str]:
-        assert self._client is not None and c.http is not None
+        assert self._client is not None
+        assert c.http is not None
         headers = {"User-Agent": "Consul Health Check", "Accept": "text/plain, text/*, */*"}
         headers.update({k: v[0] for k, v in c.header.items() if v})
         try:
@@ -487,11 +510,13 @@ class ConsulDouble:
     def _routes(self, app: web.Application) -> None:
         app.router.add_put("/v1/agent/service/register", self._register)
         app.router.add_put("/v1/agent/service/deregister/{id}", self._deregister)
-        app.router.add_put("/v1/agent/check/{action:pass|warn|fail|update}/{id}", self._ttl)
+        app.router.add_put("/v1/agent/check/{action:pass|warn|fail}/{id}", self._ttl)
         app.router.add_get("/v1/agent/services", self._agent_services)
         app.router.add_get("/v1/agent/checks", self._agent_checks)
         app.router.add_get("/v1/health/service/{name}", self._health)
-        app.router.add_route("*", "/v1/kv/{key:.*}", self._kv_route)
+        app.router.add_get("/v1/kv/{key:.*}", self._kv_get)
+        app.router.add_put("/v1/kv/{key:.*}", self._kv_put)
+        app.router.add_delete("/v1/kv/{key:.*}", self._kv_delete)
         app.router.add_put("/v1/session/create", self._session_create)
         app.router.add_put("/v1/session/renew/{id}", self._session_renew)
         app.router.add_put("/v1/session/destroy/{id}", self._session_destroy)
@@ -503,6 +528,8 @@ class ConsulDouble:
         headers = {"X-Consul-KnownLeader": "true", "X-Consul-LastContact": "0"}
         if index is not None:
             headers["X-Consul-Index"] = str(max(1, index))
+        if status == 404:
+            return web.Response(status=404, headers=headers)
         return web.json_response(body, status=status, headers=headers)
 
     async def _block(self, request: web.Request, current: Callable[[], int]) -> int:
@@ -538,7 +565,9 @@ class ConsulDouble:
         if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
             raise web.HTTPBadRequest(text="Request decode failed: Meta values must be strings")
         defs = ([body["check"]] if body.get("check") else []) + list(body.get("checks") or [])
-        checks = [self._parse_check(_norm(d), node, sid, n, len(defs)) for n, d in enumerate(defs, 1)]
+        checks = [
+            self._parse_check(_norm(d), node, sid, n, len(defs)) for n, d in enumerate(defs, 1)
+        ]
         old = self._services.get((node, sid))
         index, now = self._next(), self._now()
         self._services[(node, sid)] = _Service(
@@ -554,7 +583,9 @@ class ConsulDouble:
             c.create_index = prev.create_index if prev else index
             c.modify_index = index
             self._checks[(node, c.id)] = c
-        if "replace-existing-checks" in request.query and _bool(request.query["replace-existing-checks"]):
+        if "replace-existing-checks" in request.query and _bool(
+            request.query["replace-existing-checks"]
+        ):
             keep = {c.id for c in checks}
             for key, c in list(self._checks.items()):
                 if key[0] == node and c.service_id == sid and c.id not in keep:
@@ -605,16 +636,11 @@ class ConsulDouble:
         if check is None:
             raise web.HTTPNotFound(text=f'Unknown check ID "{request.match_info["id"]}"')
         if check.ttl is None:
-            raise web.HTTPInternalServerError(text=f'CheckID "{check.id}" does not have associated TTL')
-        action = request.match_info["action"]
-        if action == "update":
-            body = _norm(await _body(request))
-            status, output = str(body.get("status", "")), str(body.get("output", ""))
-            if status not in (PASSING, WARNING, CRITICAL):
-                raise web.HTTPBadRequest(text="Invalid check status")
-        else:
-            status = {"pass": PASSING, "warn": WARNING, "fail": CRITICAL}[action]
-            output = request.query.get("note", "")
+            raise web.HTTPInternalServerError(
+                text=f'CheckID "{check.id}" does not have associated TTL'
+            )
+        status = {"pass": PASSING, "warn": WARNING, "fail": CRITICAL}[request.match_info["action"]]
+        output = request.query.get("note", "")
         check.deadline = self._now() + check.ttl
         self._set_status(check, status, output)
         return web.Response()
@@ -626,7 +652,11 @@ class ConsulDouble:
     async def _agent_checks(self, request: web.Request) -> web.Response:
         node = request.app[NODE]
         return self._reply(
-            {c.id: self._check_json(c) for c in self._checks.values() if c.node == node and c.service_id}
+            {
+                c.id: self._check_json(c)
+                for c in self._checks.values()
+                if c.node == node and c.service_id
+            }
         )
 
     def _check_json(self, c: _Check) -> dict[str, Any]:
@@ -643,7 +673,9 @@ class ConsulDouble:
             if svc.name != name or not all(t in svc.tags for t in tags):
                 continue
             checks = [
-                c for c in self._checks.values() if c.node == svc.node and c.service_id in ("", svc.id)
+                c
+                for c in self._checks.values()
+                if c.node == svc.node and c.service_id in ("", svc.id)
             ]
             if passing and any(c.status != PASSING for c in checks):
                 continue
@@ -654,79 +686,80 @@ class ConsulDouble:
                 "CreateIndex": 1, "ModifyIndex": 1,
             }  # fmt: skip
             rows.append(
-                {"Node": node, "Service": svc.json(), "Checks": [self._check_json(c) for c in checks]}
+                {
+                    "Node": node,
+                    "Service": svc.json(),
+                    "Checks": [self._check_json(c) for c in checks],
+                }
             )
         return self._reply(rows, index)
 
     # -- KV and sessions -------------------------------------------------------------------
 
     def _kv_index(self, key: str, prefix: bool) -> int:
-        hits = [e.modify_index for k, e in self._kv.items() if k == key or (prefix and k.startswith(key))]
-        hits += [i for k, i in self._tombstones.items() if k == key or (prefix and k.startswith(key))]
+        hits = [e.modify_index for k, e in self._kv.items() if _under(k, key, prefix)]
+        hits += [i for k, i in self._tombstones.items() if _under(k, key, prefix)]
         return max(hits, default=0) or self._kv_table
 
-    async def _kv_route(self, request: web.Request) -> web.Response:
+    async def _kv_get(self, request: web.Request) -> web.Response:
         key, q = request.match_info["key"], request.query
-        if request.method == "GET":
-            prefix = "recurse" in q or "keys" in q
-            index = await self._block(request, lambda: self._kv_index(key, prefix))
-            found = sorted(
-                (e for k, e in self._kv.items() if k == key or (prefix and k.startswith(key))),
-                key=lambda e: e.key,
+        prefix = "recurse" in q or "keys" in q
+        index = await self._block(request, lambda: self._kv_index(key, prefix))
+        found = sorted(
+            (e for k, e in self._kv.items() if _under(k, key, prefix)), key=lambda e: e.key
+        )
+        if not found:
+            return self._reply(None, index, status=404)
+        if "keys" in q:  # with ?separator, keys are cut after its first occurrence past the prefix
+            sep = q.get("separator", "")
+            cuts = [(e.key, e.key[len(key) :].find(sep) if sep else -1) for e in found]
+            return self._reply(
+                sorted({k if i < 0 else k[: len(key) + i + len(sep)] for k, i in cuts}), index
             )
-            if not found:
-                return self._reply(None, index, status=404)
-            if "keys" in q:
-                sep = q.get("separator", "")
-                names = {
-                    e.key[: len(key) + e.key.find(sep, len(key)) - len(key) + len(sep)]
-                    if sep and sep in e.key[len(key) :]
-                    else e.key
-                    for e in found
-                }
-                return self._reply(sorted(names), index)
-            if "raw" in q:
-                return web.Response(body=found[0].value, headers={"X-Consul-Index": str(index)})
-            return self._reply([e.json() for e in found], index)
+        if "raw" in q:
+            return web.Response(body=found[0].value, headers={"X-Consul-Index": str(index)})
+        return self._reply([e.json() for e in found], index)
+
+    async def _kv_put(self, request: web.Request) -> web.Response:
+        key, q = request.match_info["key"], request.query
         existing = self._kv.get(key)
-        cas = int(q["cas"]) if "cas" in q else None
-        if request.method == "DELETE":
-            if cas is not None and (existing is None or existing.modify_index != cas):
-                return self._reply(False)
-            doomed = [k for k in self._kv if k == key or ("recurse" in q and k.startswith(key))]
-            if doomed:
-                index = self._kv_table = self._next()
-                for k in doomed:
-                    del self._kv[k]
-                    self._tombstones[k] = index
-                self._notify()
-            return self._reply(True)
-        if request.method != "PUT":
-            raise web.HTTPMethodNotAllowed(request.method, ["GET", "PUT", "DELETE"])
         value = await request.read()
         if len(value) > 512 * 1024:
             raise web.HTTPRequestEntityTooLarge(max_size=512 * 1024, actual_size=len(value))
-        acquire, release = q.get("acquire"), q.get("release")
-        if cas is not None and (existing.modify_index if existing else 0) != cas:
-            return self._reply(False)
+        if "cas" in q and (existing.modify_index if existing else 0) != int(q["cas"]):
+            return self._reply(False)  # cas=0: create only
         lock_index, session = (existing.lock_index, existing.session) if existing else (0, None)
-        if acquire:
+        if acquire := q.get("acquire"):
             if acquire not in self._sessions:
                 raise web.HTTPInternalServerError(text=f'invalid session "{acquire}"')
             if session not in (None, acquire) or self._lock_delays.get(key, 0) > self._now():
                 return self._reply(False)
-            lock_index, session = (lock_index, session) if session else (lock_index + 1, acquire)
-        elif release:
+            if session is None:
+                lock_index, session = lock_index + 1, acquire
+        elif release := q.get("release"):
             if session != release:
                 return self._reply(False)
             session = None
         index = self._kv_table = self._next()
-        self._kv[key] = _Entry(
-            key, value, int(q.get("flags", "0")), existing.create_index if existing else index,
-            index, lock_index, session,
-        )  # fmt: skip
+        create_index = existing.create_index if existing else index
+        flags = int(q.get("flags", "0"))
+        self._kv[key] = _Entry(key, value, flags, create_index, index, lock_index, session)
         self._tombstones.pop(key, None)
         self._notify()
+        return self._reply(True)
+
+    async def _kv_delete(self, request: web.Request) -> web.Response:
+        key, q = request.match_info["key"], request.query
+        existing = self._kv.get(key)
+        if "cas" in q and (existing is None or existing.modify_index != int(q["cas"])):
+            return self._reply(False)
+        doomed = [k for k in self._kv if _under(k, key, "recurse" in q)]
+        if doomed:
+            index = self._kv_table = self._next()
+            for k in doomed:
+                del self._kv[k]
+                self._tombstones[k] = index
+            self._notify()
         return self._reply(True)
 
     async def _session_create(self, request: web.Request) -> web.Response:
@@ -744,13 +777,17 @@ class ConsulDouble:
                 raise web.HTTPInternalServerError(text=f"Check '{cid}' is in critical state")
         ttl = str(body.get("ttl") or "")
         if ttl and parse_duration(ttl) and not 10 <= parse_duration(ttl) <= 86400:
-            raise web.HTTPBadRequest(text=f"Invalid Session TTL '{ttl}', must be between [10s=24h0m0s]")
+            raise web.HTTPBadRequest(
+                text=f"Invalid Session TTL '{ttl}', must be between [10s=24h0m0s]"
+            )
         behavior = str(body.get("behavior") or "release")
         if behavior not in ("release", "delete"):
             raise web.HTTPBadRequest(text=f"Invalid Behavior setting '{behavior}'")
         delay = body.get("lockdelay", "15s")
         lock_delay = (
-            float(delay) if isinstance(delay, int | float) and delay < 1000 else parse_duration(delay)
+            float(delay)
+            if isinstance(delay, int | float) and delay < 1000
+            else parse_duration(delay)
         )
         s = _Session(str(uuid.uuid4()), str(body.get("name") or ""), node, checks, behavior, ttl,
                      lock_delay, self._next())  # fmt: skip
@@ -779,6 +816,10 @@ class ConsulDouble:
 
     async def _leader(self, request: web.Request) -> web.Response:
         return self._reply(f"{self.host}:8300")
+
+
+def _under(name: str, key: str, prefix: bool) -> bool:
+    return name == key or (prefix and name.startswith(key))
 
 
 def _unmodelled(request: web.Request, *params: str) -> None:

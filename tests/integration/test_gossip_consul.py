@@ -22,7 +22,6 @@ from tests.consul_double import ConsulDouble
 from tests.process import EdgeProcess
 
 pytestmark = pytest.mark.fault
-FAST = {"consul_check_interval": "200ms", "consul_deregister_after": "1s"}
 
 
 def free_port() -> int:
@@ -75,7 +74,8 @@ async def test_nodes_find_each_other_and_survive_consul_trouble(
         discovery="consul",
         consul_address=consul.url_of("host-origin"),
         advertise_url=origin_url,
-        **FAST,
+        consul_check_interval="200ms",
+        consul_deregister_after="1s",
     )
     origin = TestServer(create_origin(config), port=port)
     await origin.start_server()
