@@ -7,6 +7,9 @@ Run from the repository root::
     .venv/bin/python bench/run.py --auth     # instead: token auth on vs off (about 5-6 minutes),
                                              # writes bench/RESULTS-auth.md
     .venv/bin/python bench/run.py --auth --quick   # its smoke test (about 40 s), no results file
+    .venv/bin/python bench/run.py --edge     # instead: the edge vs Distribution's proxy (about
+                                             # 4-5 minutes), writes bench/RESULTS-edge.md
+    .venv/bin/python bench/run.py --edge --quick   # its smoke test (about 1 minute), no results file
 
 All three servers run for the whole benchmark, each pinned to CPU 0 with ``taskset -c 0``;
 every client (curl, wrk, ab, skopeo) is pinned to CPU 1 with ``taskset -c 1``, so load
@@ -19,6 +22,11 @@ machine. nginx has no registry API, so it takes no push.
 (``WHARF_ORIGIN_AUTH_ENABLED=false``), seeded alike and pinned the same way, and measures manifest
 GET and blob HEAD requests/s on both, and token issue requests/s on the auth-on one.
 
+``--edge`` runs Wharf's edge beside Distribution's pull-through proxy, both in front of one
+plain Distribution (the upstream), pinned the same way: hits (blob MB/s, manifest-by-tag
+requests/s), cold-miss time to first byte and total time against pulling directly, and the
+upstream GETs that 50 concurrent cold requests cause (counted from the upstream's access log).
+
 See bench/README.md for what each measurement means. Scratch data lives under
 /tmp/bench-scratch/ and is removed at the end of a successful run (``--keep-scratch`` keeps
 it; a failed run keeps it for its server logs).
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import datetime
 import gzip
@@ -688,11 +697,19 @@ class Result:
         return "; ".join(notes)
 
 
-def blob_get(url: str, clients: int, downloads: int, warm_up: bool, headers: list[str]) -> Run:
+def blob_get(
+    url: str,
+    clients: int,
+    downloads: int,
+    warm_up: bool,
+    headers: list[str],
+    size: int = BIG_BLOB_BYTES,
+) -> Run:
     """Aggregate MB/s (10^6 bytes/s) of ``clients`` concurrent curl processes.
 
-    Each curl downloads the whole blob ``downloads`` times in a row on one keep-alive
-    connection, so that one sample lasts long enough to be stable (256 MiB at 3 GB/s is 90 ms).
+    Each curl downloads the whole blob (``size`` bytes) ``downloads`` times in a row on one
+    keep-alive connection, so that one sample lasts long enough to be stable (256 MiB at
+    3 GB/s is 90 ms).
     """
     fmt = "%{http_code} %{size_download} %{speed_download}\n"
     if warm_up:
@@ -712,14 +729,14 @@ def blob_get(url: str, clients: int, downloads: int, warm_up: bool, headers: lis
         transfers = [line.split() for line in out.splitlines()]
         if p.returncode != 0 or len(transfers) != downloads:
             raise RuntimeError(f"curl {url}: exit {p.returncode}, output {out!r}")
-        for code, size, speed in transfers:
-            if code != "200" or int(size) != BIG_BLOB_BYTES:
-                raise RuntimeError(f"curl {url}: HTTP {code}, {size} bytes")
+        for code, got, speed in transfers:
+            if code != "200" or int(got) != size:
+                raise RuntimeError(f"curl {url}: HTTP {code}, {got} bytes")
             speeds.append(float(speed) / 1e6)
-    sent = clients * downloads * BIG_BLOB_BYTES
+    sent = clients * downloads * size
     return Run(
         sent / wall / 1e6,
-        (sent + (BIG_BLOB_BYTES if warm_up else 0)) / 1e9,
+        (sent + (size if warm_up else 0)) / 1e9,
         f"{clients} x {downloads} downloads per sample",
         tuple(speeds),
     )
@@ -1572,6 +1589,954 @@ def auth_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- --edge mode
+
+EDGE_NAMESPACE = "up"  # the edge's mirror of the upstream: up/bench/app is bench/app there
+EDGE_TTFB_AIM = 0.005  # cold-miss time to first byte within 5 ms of pulling directly
+EDGE_RPS_AIM = 3.0  # hits: at least 3x the Distribution proxy's small-request rate
+EDGE_SETTLE = 1.0  # s without a new upstream access-log line before counting
+EDGE_VIAS = ("edge", "proxy")  # what is measured on hits, in round-robin order
+COLD_VIAS = ("edge", "proxy", "direct")
+
+
+@dataclass(frozen=True)
+class Blob:
+    path: Path
+    digest: str
+    size: int
+
+
+def random_blob(path: Path, size: int) -> Blob:
+    h = hashlib.sha256()
+    with path.open("wb") as f:
+        for offset in range(0, size, MiB):
+            chunk = os.urandom(min(MiB, size - offset))
+            h.update(chunk)
+            f.write(chunk)
+    return Blob(path, "sha256:" + h.hexdigest(), size)
+
+
+@dataclass(frozen=True)
+class EdgeData:
+    big: Blob  # the hit throughput blob (256 MiB)
+    config: bytes  # the small image, as in the main run
+    layer: bytes
+    manifest: bytes
+    cold: list[Blob]  # one per cold-miss round, never asked for before it
+    herd: list[Blob]  # one per 50-client repetition
+
+    @property
+    def all_blobs(self) -> list[Blob]:
+        return [self.big, *self.cold, *self.herd]
+
+
+def make_edge_data(scratch: Path, args: argparse.Namespace) -> EdgeData:
+    blobs = scratch / "blobs"
+    blobs.mkdir()
+    config, layer, manifest = small_image()
+    return EdgeData(
+        random_blob(blobs / "big", args.big_bytes),
+        config,
+        layer,
+        manifest,
+        [random_blob(blobs / f"cold-{i}", args.cold_bytes) for i in range(args.cold_rounds)],
+        [random_blob(blobs / f"herd-{i}", args.herd_bytes) for i in range(args.herd_repeats)],
+    )
+
+
+@dataclass(frozen=True)
+class Via:
+    """A way to pull REPO: through the edge, through the Distribution proxy, or directly."""
+
+    key: str
+    label: str
+    server: Server
+    repo: str  # the repository's name as the client asks this server for it
+
+    def blob_url(self, digest: str) -> str:
+        return f"{self.server.url}/v2/{self.repo}/blobs/{digest}"
+
+    @property
+    def manifest_url(self) -> str:
+        return f"{self.server.url}/v2/{self.repo}/manifests/{TAG}"
+
+
+def distribution_config(folder: Path, port: int, proxy_of: str | None = None) -> Path:
+    """A Distribution config: as the main run's (filesystem, inmemory descriptor cache,
+    log level warn, the access log on), and a pull-through proxy of ``proxy_of`` if given."""
+    folder.mkdir()
+    proxy = f"proxy:\n  remoteurl: {proxy_of}\n" if proxy_of else ""
+    path = folder / "config.yml"
+    path.write_text(
+        f"""version: 0.1
+log:
+  level: warn
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: {folder / "data"}
+http:
+  addr: 127.0.0.1:{port}
+{proxy}"""
+    )
+    return path
+
+
+def make_edge_servers(scratch: Path) -> tuple[dict[str, Server], dict[str, Server]]:
+    """(the upstream and the idle origin; the edge and the Distribution proxy): the second
+    pair is started once the first is up and seeded (the edge needs the origin's port)."""
+    dist_version = (
+        "CNCF Distribution "
+        + run(["docker-registry", "--version"]).split()[-1]
+        + " (Debian docker-registry)"
+    )
+    up_port, proxy_port = free_port(), free_port()
+    upstream = Server(
+        "upstream",
+        ["docker-registry", "serve", str(distribution_config(scratch / "upstream", up_port))],
+        dist_version,
+        port=up_port,
+    )
+    origin = wharf_origin("origin", scratch / "origin", wharf_version())
+    proxy_config = distribution_config(scratch / "proxy", proxy_port, upstream.url)
+    proxy = Server(
+        "proxy", ["docker-registry", "serve", str(proxy_config)], dist_version, port=proxy_port
+    )
+    edge_config = scratch / "edge.toml"
+    edge_config.write_text(
+        "# generated by bench/run.py: the upstream Distribution, mirrored as up/...\n"
+        "[[edge.mirrors]]\n"
+        f'namespace = "{EDGE_NAMESPACE}"\n'
+        f'url = "{upstream.url}"\n'
+        "public = true\n"
+    )
+    edge = Server(
+        "edge",
+        [
+            str(ROOT / ".venv" / "bin" / "wharf"),
+            "edge",
+            "serve",
+            "--config",
+            str(edge_config),
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            "http://127.0.0.1:0",  # set once the origin's port is known
+            "--data-dir",
+            str(scratch / "edge"),
+            "--cache-size",
+            "20GiB",
+        ],
+        origin.version,
+    )
+    return {"upstream": upstream, "origin": origin}, {"edge": edge, "proxy": proxy}
+
+
+class AccessLog:
+    """The upstream Distribution's access log: one Apache combined line per request, on its
+    stdout (on at every log level), written when the response is complete. Read from where
+    the last read stopped."""
+
+    LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3}) (\d+|-)')
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def read(self) -> list[tuple[str, str, int, int]]:
+        """(method, path, status, bytes sent) of each request logged since the last read."""
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        found = []
+        for line in complete.decode(errors="replace").splitlines():
+            m = self.LINE.search(line)
+            if m:
+                sent = 0 if m[4] == "-" else int(m[4])
+                found.append((m[1], m[2], int(m[3]), sent))
+        return found
+
+    def settle(
+        self, quiet: float = EDGE_SETTLE, timeout: float = 60
+    ) -> list[tuple[str, str, int, int]]:
+        """Everything logged until no new line came for ``quiet`` seconds."""
+        entries: list[tuple[str, str, int, int]] = []
+        deadline, last = time.monotonic() + timeout, time.monotonic()
+        while time.monotonic() < deadline:
+            new = self.read()
+            if new:
+                entries.extend(new)
+                last = time.monotonic()
+            elif time.monotonic() - last >= quiet:
+                break
+            time.sleep(0.05)
+        return entries
+
+
+@dataclass(frozen=True)
+class Fetches:
+    """What the upstream logged for one blob (or for everything) over some time."""
+
+    gets: int = 0
+    heads: int = 0
+    sent: int = 0  # body bytes the upstream sent
+    other: int = 0  # requests for other paths
+
+    @classmethod
+    def of(cls, entries: list[tuple[str, str, int, int]], path: str | None) -> Fetches:
+        gets = heads = sent = other = 0
+        for method, uri, _status, nbytes in entries:
+            if path is not None and uri.split("?")[0] != path:
+                other += 1
+            elif method == "GET":
+                gets, sent = gets + 1, sent + nbytes
+            elif method == "HEAD":
+                heads += 1
+            else:
+                other += 1
+        return cls(gets, heads, sent, other)
+
+    @property
+    def requests(self) -> int:
+        return self.gets + self.heads + self.other
+
+
+def request_kinds(entries: list[tuple[str, str, int, int]]) -> collections.Counter[str]:
+    """Access-log entries by method and path, digests and query strings elided."""
+    return collections.Counter(
+        f"{method} {re.sub(r'sha256:[0-9a-f]{64}', '<digest>', uri.split('?')[0])}"
+        for method, uri, _status, _sent in entries
+    )
+
+
+@dataclass
+class EdgeResult(Result):
+    """A hit measurement against the edge or the proxy, and what the upstream did meanwhile."""
+
+    upstream_cpu_seconds: float = 0.0
+    upstream_requests: int = 0
+    client_requests: float = 0.0  # requests the samples made (from the work done)
+    upstream_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @property
+    def upstream_note(self) -> str:
+        if not self.upstream_kinds:
+            return "no upstream request"
+        return "upstream: " + ", ".join(
+            f"{kind} x{n}" for kind, n in self.upstream_kinds.most_common()
+        )
+
+
+@dataclass(frozen=True)
+class ColdSample:
+    via: str
+    round: int
+    ttfb: float  # curl's time_starttransfer, s
+    total: float  # curl's time_total, s
+    fetches: Fetches  # the upstream's log for this blob during this pull (and until quiet)
+
+
+@dataclass(frozen=True)
+class HerdRun:
+    via: str
+    repetition: int
+    fetches: Fetches
+    wall: float  # until the last of the clients had the whole blob
+    first_bytes: list[float]  # each client's time to its response's first line
+    counters: dict[str, float]  # the edge's /metrics counters that moved (edge only)
+
+
+async def edge_metrics_now(server: Server) -> dict[str, float]:
+    """The edge's own counters from /metrics (wharf_edge_* samples, by name and labels)."""
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as r:
+        text = await r.text()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("wharf_edge_") and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                found[name] = float(value)
+    return found
+
+
+def counters_moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """How the edge's cache and fill counters moved (hits, misses, joins, bytes filled)."""
+    kept = ("wharf_edge_cache_hits", "wharf_edge_cache_misses", "wharf_edge_fill")
+    return {
+        k.removeprefix("wharf_edge_"): v - before.get(k, 0.0)
+        for k, v in after.items()
+        if k.startswith(kept) and k.split("{")[0].endswith("_total") and v != before.get(k, 0.0)
+    }
+
+
+async def get_checked(
+    http: aiohttp.ClientSession, url: str, blob: Blob | None = None, body: bytes | None = None
+) -> None:
+    """GET ``url``; its bytes must be ``blob``'s (by sha256, streamed) or ``body``."""
+    headers = {"Accept": OCI_MANIFEST} if "/manifests/" in url else {}
+    async with http.get(url, headers=headers) as r:
+        if r.status != 200:
+            raise RuntimeError(f"GET {url} -> {r.status} {(await r.read())[:200]!r}")
+        if body is not None:
+            got = await r.read()
+            if got != body:
+                raise RuntimeError(f"GET {url}: {len(got)} bytes, not the {len(body)} expected")
+            return
+        assert blob is not None
+        h, size = hashlib.sha256(), 0
+        async for chunk in r.content.iter_chunked(4 * MiB):
+            h.update(chunk)
+            size += len(chunk)
+    if size != blob.size or "sha256:" + h.hexdigest() != blob.digest:
+        raise RuntimeError(f"GET {url}: {size} bytes of other content (expected {blob.digest})")
+
+
+async def seed_upstream(upstream: Server, data: EdgeData) -> None:
+    """Push everything to the upstream, then read every blob back from it (checked): this also
+    leaves the upstream's caches equally warm for every blob, before any is timed."""
+    timeout = aiohttp.ClientTimeout(total=900, sock_read=120)
+    direct = Via("direct", "direct", upstream, REPO)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        for blob in data.all_blobs:
+            await push_blob(http, upstream.url, REPO, blob.digest, blob.path)
+        await push_image(http, upstream.url, [data.config, data.layer], data.manifest)
+        await get_checked(http, direct.manifest_url, body=data.manifest)
+        for blob in data.all_blobs:
+            await get_checked(http, direct.blob_url(blob.digest), blob)
+
+
+async def warm_via(via: Via, data: EdgeData) -> None:
+    """Pull the image and the big blob through ``via`` (filling its cache), checking bytes."""
+    timeout = aiohttp.ClientTimeout(total=600, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        await get_checked(http, via.manifest_url, body=data.manifest)
+        for small in (data.config, data.layer):
+            await get_checked(http, via.blob_url(sha256_bytes(small)), body=small)
+        async with http.head(via.blob_url(sha256_bytes(data.layer))) as r:
+            if r.status != 200 or r.headers.get("Content-Length") != str(len(data.layer)):
+                raise RuntimeError(f"HEAD {via.blob_url(sha256_bytes(data.layer))} -> {r.status}")
+        await get_checked(http, via.blob_url(data.big.digest), data.big)
+
+
+def warm_caches(vias: dict[str, Via], data: EdgeData, upstream_log: AccessLog) -> dict[str, int]:
+    """Fill the edge's and the proxy's caches with the image and the big blob, and wait until
+    a GET of the big blob through each is a hit (no upstream GET). Returns how many upstream
+    GETs of the big blob each needed."""
+    path = f"/v2/{REPO}/blobs/{data.big.digest}"
+    fills = {}
+    for key in EDGE_VIAS:
+        upstream_log.settle()
+        asyncio.run(warm_via(vias[key], data))
+        fills[key] = Fetches.of(upstream_log.settle(), path).gets
+        for attempt in range(20):  # the proxy stores what it fetched in the background
+            asyncio.run(warm_via(vias[key], data))
+            again = Fetches.of(upstream_log.settle(), path)
+            if again.gets == 0:
+                break
+            fills[key] += again.gets
+            log(f"{key}: GET of the big blob went upstream again ({attempt + 1}); waiting")
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"{key} never served the big blob from its cache")
+        log(f"{key}: cache warm; the big blob took {fills[key]} upstream GET(s)")
+    return fills
+
+
+def cold_fetch(url: str, size: int) -> tuple[float, float]:
+    """(time_starttransfer, time_total) of one curl, new connection, body discarded."""
+    fmt = "%{http_code} %{size_download} %{time_starttransfer} %{time_total}"
+    out = run(client("curl", "-s", "-o", "/dev/null", "-w", fmt, url))
+    code, got, ttfb, total = out.split()
+    if code != "200" or int(got) != size:
+        raise RuntimeError(f"curl {url}: HTTP {code}, {got} bytes (expected {size})")
+    return float(ttfb), float(total)
+
+
+async def herd_get(
+    server: Server, path: str, clients: int, blob: Blob
+) -> tuple[float, list[float]]:
+    """``clients`` GETs of ``path`` sent at once, on connections opened beforehand, every
+    body checked by sha256. Returns (wall time to the last byte, each one's first line)."""
+    conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(clients)]
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {server.hostport}\r\nUser-Agent: bench-herd\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
+        try:
+            status = await reader.readline()
+            first = time.perf_counter() - start
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            length = re.search(r"(?im)^content-length:\s*(\d+)", head)
+            if not status.startswith(b"HTTP/1.1 200") or length is None:
+                raise RuntimeError(f"herd GET {path}: {status!r} {head[:300]!r}")
+            h, size = hashlib.sha256(), 0
+            while size < int(length[1]):
+                chunk = await reader.read(1 << 20)
+                if not chunk:
+                    break
+                h.update(chunk)
+                size += len(chunk)
+            if size != blob.size or "sha256:" + h.hexdigest() != blob.digest:
+                raise RuntimeError(f"herd GET {server.url}{path}: {size} bytes of other content")
+            return first
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    for _, writer in conns:
+        writer.write(request)  # all leave within a millisecond or so
+    async with asyncio.timeout(600):
+        firsts = await asyncio.gather(*(one(r, w) for r, w in conns))
+    return time.perf_counter() - start, list(firsts)
+
+
+def edge_metric_list(args: argparse.Namespace) -> list[Metric]:
+    size = f"{args.big_bytes // MiB} MiB"
+    return [
+        Metric(
+            "blob1",
+            f"hit: GET {size} blob, 1 client",
+            "MB/s",
+            True,
+            "{:.0f}",
+            lambda v: f"{v * 1000:.0f} ms/GB",
+        ),
+        Metric(
+            "blob8",
+            f"hit: GET {size} blob, 8 concurrent clients (aggregate)",
+            "MB/s",
+            True,
+            "{:.0f}",
+            lambda v: f"{v * 1000:.0f} ms/GB",
+        ),
+        Metric(
+            "manifest",
+            "hit: GET manifest by tag (wrk -t1 -c64)",
+            "req/s",
+            True,
+            "{:.0f}",
+            lambda v: f"{v * 1e6:.0f} µs/req",
+        ),
+    ]
+
+
+def measure_edge_hits(
+    vias: dict[str, Via],
+    upstream: Server,
+    upstream_log: AccessLog,
+    args: argparse.Namespace,
+    results: dict[str, dict[str, EdgeResult]],
+) -> None:
+    """Hits on the edge and the proxy, round-robin (the order alternating each repetition)."""
+    for metric in edge_metric_list(args):
+        repeats = args.blob_repeats if metric.key.startswith("blob") else args.repeats
+        for i in range(repeats):
+            for key in EDGE_VIAS[::-1] if i % 2 else EDGE_VIAS:
+                via, first = vias[key], i == 0
+                sample: Callable[[], Run]
+                if metric.key.startswith("blob"):
+                    clients = 1 if metric.key == "blob1" else 8
+                    downloads = args.downloads1 if clients == 1 else args.downloads8
+                    url = via.blob_url(args.big_digest)
+                    sample = partial(blob_get, url, clients, downloads, first, [], args.big_bytes)
+                else:
+                    sample = partial(manifest_rps, via.manifest_url, args.seconds, first, [])
+                result = results.setdefault(key, {}).setdefault(metric.key, EdgeResult())
+                upstream_log.read()
+                up0 = upstream.cpu_seconds()
+                done = result.add(via.server, sample)
+                result.upstream_cpu_seconds += upstream.cpu_seconds() - up0
+                meanwhile = upstream_log.settle(quiet=0.3)
+                asked = len(meanwhile)
+                result.upstream_requests += asked
+                result.upstream_kinds.update(request_kinds(meanwhile))
+                if metric.key == "manifest":
+                    result.client_requests += done.work
+                else:
+                    result.client_requests += clients * downloads + (1 if first else 0)
+                if not via.server.alive():
+                    raise RuntimeError(f"{key} died during {metric.key}:\n{via.server.log_tail()}")
+                log(
+                    f"{metric.key:8} {i + 1}/{repeats} {key:6} {done.value:10.2f}  {done.note}; "
+                    f"upstream requests meanwhile: {asked}"
+                )
+        for key in EDGE_VIAS:
+            r = results[key][metric.key]
+            log(
+                f"{metric.key:8} {key:6} median {r.value:10.2f}  server CPU {r.server_cpu:.0%}, "
+                f"{metric.cost(r.cpu_per_unit)}"
+            )
+
+
+def measure_cold(
+    vias: dict[str, Via], data: EdgeData, upstream_log: AccessLog, args: argparse.Namespace
+) -> list[ColdSample]:
+    """Round i pulls cold blob i through the edge, the proxy and directly, the order rotating;
+    the edge and the proxy have never been asked for it."""
+    samples = []
+    upstream_log.settle()
+    for i, blob in enumerate(data.cold):
+        order = COLD_VIAS[i % 3 :] + COLD_VIAS[: i % 3]
+        for key in order:
+            ttfb, total = cold_fetch(vias[key].blob_url(blob.digest), blob.size)
+            # Until quiet: nothing of this pull still running when the next one starts.
+            fetches = Fetches.of(upstream_log.settle(), f"/v2/{REPO}/blobs/{blob.digest}")
+            samples.append(ColdSample(key, i, ttfb, total, fetches))
+            log(
+                f"cold     {i + 1}/{len(data.cold)} {key:6} first byte {ttfb * 1000:7.2f} ms, "
+                f"total {total * 1000:7.1f} ms; upstream GET {fetches.gets} HEAD {fetches.heads}"
+            )
+    return samples
+
+
+def measure_herd(
+    vias: dict[str, Via], data: EdgeData, upstream_log: AccessLog, args: argparse.Namespace
+) -> list[HerdRun]:
+    """``args.herd_clients`` concurrent GETs of a blob neither cache holds, through the edge
+    and through the proxy (the order alternating); what the upstream saw of it."""
+    runs = []
+    for i, blob in enumerate(data.herd):
+        for key in EDGE_VIAS[::-1] if i % 2 else EDGE_VIAS:
+            via = vias[key]
+            path = f"/v2/{via.repo}/blobs/{blob.digest}"
+            upstream_log.settle()
+            before = asyncio.run(edge_metrics_now(via.server)) if key == "edge" else {}
+            wall, firsts = asyncio.run(herd_get(via.server, path, args.herd_clients, blob))
+            fetches = Fetches.of(upstream_log.settle(), f"/v2/{REPO}/blobs/{blob.digest}")
+            moved = (
+                counters_moved(before, asyncio.run(edge_metrics_now(via.server)))
+                if key == "edge"
+                else {}
+            )
+            runs.append(HerdRun(key, i, fetches, wall, firsts, moved))
+            log(
+                f"herd     {i + 1}/{len(data.herd)} {key:6} {args.herd_clients} clients, all "
+                f"checked, in {wall:.2f} s; upstream GET {fetches.gets} HEAD {fetches.heads} "
+                f"({fetches.sent / MiB:.0f} MiB sent)"
+                + (f"; edge counters {moved}" if moved else "")
+            )
+    return runs
+
+
+async def check_cached(vias: dict[str, Via], blobs: list[Blob]) -> None:
+    """After the cold pulls: what the edge and the proxy kept is the right bytes."""
+    timeout = aiohttp.ClientTimeout(total=600, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        for key in EDGE_VIAS:
+            for blob in blobs:
+                await get_checked(http, vias[key].blob_url(blob.digest), blob)
+
+
+# -- the --edge report
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def signed_ms(seconds: float) -> str:
+    return f"{seconds * 1000:+.1f} ms"
+
+
+def paired(samples: list[ColdSample], key: str, attr: str) -> list[float]:
+    """Per round: ``key``'s value minus the direct pull's (same blob, same round)."""
+    by = {(s.via, s.round): float(getattr(s, attr)) for s in samples}
+    rounds = sorted({s.round for s in samples})
+    return [by[(key, r)] - by[("direct", r)] for r in rounds if (key, r) in by]
+
+
+def edge_hits_table(results: dict[str, dict[str, EdgeResult]], args: argparse.Namespace) -> str:
+    lines = [
+        "| measurement | unit | wharf edge | Distribution proxy | edge / proxy | aim | met |",
+        "|---|---|--:|--:|--:|---|---|",
+    ]
+    for m in edge_metric_list(args):
+        if m.key not in results.get("edge", {}) or m.key not in results.get("proxy", {}):
+            continue
+        e, p = results["edge"][m.key].value, results["proxy"][m.key].value
+        aim = EDGE_RPS_AIM if m.key == "manifest" else 1.0
+        lines.append(
+            f"| {m.label} | {m.unit} (higher is better) | {m.fmt.format(e)} | {m.fmt.format(p)} | "
+            f"{e / p:.2f} | edge / proxy >= {aim:.2f} | {'met' if e / p >= aim else 'NOT met'} |"
+        )
+    return "\n".join(lines)
+
+
+def cold_table(samples: list[ColdSample]) -> str:
+    labels = {
+        "edge": "through the wharf edge",
+        "proxy": "through the Distribution proxy",
+        "direct": "directly from the upstream",
+    }
+    lines = [
+        "| cold pull | first byte, median | first byte, min - max | total, median | "
+        "total, min - max | first byte minus direct's (median of rounds) | "
+        "total minus direct's (median of rounds) | upstream GETs per blob | upstream HEADs per blob |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for key in COLD_VIAS:
+        mine = [s for s in samples if s.via == key]
+        if not mine:
+            continue
+        ttfb = [s.ttfb for s in mine]
+        total = [s.total for s in mine]
+        gets = sorted({s.fetches.gets for s in mine})
+        heads = sorted({s.fetches.heads for s in mine})
+        if key == "direct":
+            d_ttfb = d_total = "-"
+        else:
+            d_ttfb = signed_ms(statistics.median(paired(samples, key, "ttfb")))
+            d_total = signed_ms(statistics.median(paired(samples, key, "total")))
+        lines.append(
+            f"| {labels[key]} | {ms(statistics.median(ttfb))} | {ms(min(ttfb))} - {ms(max(ttfb))} | "
+            f"{ms(statistics.median(total))} | {ms(min(total))} - {ms(max(total))} | "
+            f"{d_ttfb} | {d_total} | {', '.join(map(str, gets))} | {', '.join(map(str, heads))} |"
+        )
+    return "\n".join(lines)
+
+
+def herd_table(runs: list[HerdRun], args: argparse.Namespace) -> str:
+    lines = [
+        f"| {args.herd_clients} concurrent cold GETs | upstream GETs of the blob, per repetition | "
+        "upstream HEADs | upstream bytes sent | all responses complete | first response line, "
+        "median / max | the edge's own counters (last repetition) |",
+        "|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for key, label in (("edge", "wharf edge"), ("proxy", "Distribution proxy")):
+        mine = [r for r in runs if r.via == key]
+        if not mine:
+            continue
+        firsts = [f for r in mine for f in r.first_bytes]
+        counters = (
+            ", ".join(
+                f"{k} +{v / MiB:.0f} MiB" if "bytes" in k else f"{k} +{v:.0f}"
+                for k, v in sorted(mine[-1].counters.items())
+            )
+            if key == "edge"
+            else "n/a"
+        )
+        lines.append(
+            f"| {label} | {', '.join(str(r.fetches.gets) for r in mine)} | "
+            f"{', '.join(str(r.fetches.heads) for r in mine)} | "
+            f"{', '.join(f'{r.fetches.sent / MiB:.0f} MiB' for r in mine)} | "
+            f"{', '.join(f'{r.wall:.2f} s' for r in mine)} | "
+            f"{ms(statistics.median(firsts))} / {ms(max(firsts))} | {counters} |"
+        )
+    return "\n".join(lines)
+
+
+def edge_aims_table(
+    results: dict[str, dict[str, EdgeResult]],
+    cold: list[ColdSample],
+    herd: list[HerdRun],
+    warm_fills: dict[str, int],
+    args: argparse.Namespace,
+) -> str:
+    lines = ["| aim | measured | met |", "|---|---|---|"]
+    e, p = results.get("edge", {}), results.get("proxy", {})
+    if "manifest" in e and "manifest" in p:
+        ratio = e["manifest"].value / p["manifest"].value
+        lines.append(
+            f"| hits: at least {EDGE_RPS_AIM:.0f}x the Distribution proxy's small-request rate "
+            f"(manifest by tag) | {ratio:.2f}x | {'met' if ratio >= EDGE_RPS_AIM else 'NOT met'} |"
+        )
+    for key, clients in (("blob1", "1 client"), ("blob8", "8 clients")):
+        if key in e and key in p:
+            ratio = e[key].value / p[key].value
+            lines.append(
+                f"| hits: at least the Distribution proxy's blob throughput, {clients} | "
+                f"{ratio:.2f}x | {'met' if ratio >= 1 else 'NOT met'} |"
+            )
+    if cold:
+        diffs = paired(cold, "edge", "ttfb")
+        worst = max(diffs)
+        median = statistics.median(diffs)
+        lines.append(
+            f"| cold miss: time to first byte within {EDGE_TTFB_AIM * 1000:.0f} ms of direct | "
+            f"median {signed_ms(median)} over {len(diffs)} blobs (worst {signed_ms(worst)}) | "
+            f"{'met' if median <= EDGE_TTFB_AIM else 'NOT met'} |"
+        )
+    edge_cold = [s.fetches.gets for s in cold if s.via == "edge"]
+    edge_herd = [r.fetches.gets for r in herd if r.via == "edge"]
+    hit_gets = sum(e[k].upstream_requests for k in ("blob1", "blob8") if k in e)
+    counted = [*edge_cold, *edge_herd, warm_fills.get("edge", 1)]
+    one = all(g == 1 for g in counted) and hit_gets == 0
+    lines.append(
+        "| exactly one upstream fetch per blob (edge) | upstream GETs per blob: "
+        f"{len(edge_cold)} cold pulls {', '.join(map(str, edge_cold)) or 'n/a'}; "
+        f"{len(edge_herd)} x {args.herd_clients} concurrent "
+        f"{', '.join(map(str, edge_herd)) or 'n/a'}; the {args.big_bytes // MiB} MiB blob "
+        f"{warm_fills.get('edge', 'n/a')}; upstream requests during blob hits: {hit_gets} | "
+        f"{'met' if one else 'NOT met'} |"
+    )
+    return "\n".join(lines)
+
+
+def edge_detail_table(results: dict[str, dict[str, EdgeResult]], args: argparse.Namespace) -> str:
+    lines = [
+        "| measurement | server | samples | server CPU per unit | server process CPU | "
+        f"upstream CPU per unit | upstream requests per client request | CPU {SERVER_CPU} busy | "
+        f"CPU {CLIENT_CPU} busy | notes |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    names = {"edge": "wharf edge", "proxy": "Distribution proxy"}
+    for m in edge_metric_list(args):
+        for key in EDGE_VIAS:
+            r = results.get(key, {}).get(m.key)
+            if r is None:
+                continue
+            samples = ", ".join(m.fmt.format(s) for s in r.samples)
+            per_request = r.upstream_requests / r.client_requests if r.client_requests else 0.0
+            lines.append(
+                f"| {m.label} | {names[key]} | {samples} | {m.cost(r.cpu_per_unit)} | "
+                f"{r.server_cpu:.0%} | {m.cost(r.upstream_cpu_seconds / r.work)} | "
+                f"{per_request:.3f} ({r.upstream_requests}) | "
+                f"{r.cpu_busy.get(f'cpu{SERVER_CPU}', 0):.0%} | "
+                f"{r.cpu_busy.get(f'cpu{CLIENT_CPU}', 0):.0%} | {r.note}; {r.upstream_note} |"
+            )
+    return "\n".join(lines)
+
+
+def cold_detail(samples: list[ColdSample]) -> str:
+    lines = [
+        "| round | order | "
+        + " | ".join(f"{k}: first byte / total (upstream GET, HEAD)" for k in COLD_VIAS)
+        + " |",
+        "|--:|---|" + "---|" * len(COLD_VIAS),
+    ]
+    for r in sorted({s.round for s in samples}):
+        mine = [s for s in samples if s.round == r]
+        by = {s.via: s for s in mine}
+        cells = [
+            f"{ms(by[k].ttfb)} / {ms(by[k].total)} ({by[k].fetches.gets}, {by[k].fetches.heads})"
+            if k in by
+            else "n/a"
+            for k in COLD_VIAS
+        ]
+        lines.append(f"| {r + 1} | {', '.join(s.via for s in mine)} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def edge_markdown(
+    results: dict[str, dict[str, EdgeResult]],
+    cold: list[ColdSample],
+    herd: list[HerdRun],
+    warm_fills: dict[str, int],
+    servers: dict[str, Server],
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    elapsed: float,
+) -> str:
+    command = ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:])
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    tools = tool_versions()
+    idle = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
+    quick = "\n**--quick run: single repetitions, short runs, small blobs; not for the record.**\n"
+    big = f"{args.big_bytes // MiB} MiB"
+    cold_size = f"{args.cold_bytes // MiB} MiB"
+    herd_size = f"{args.herd_bytes // MiB} MiB"
+    return f"""# Wharf benchmark results: the edge beside Distribution's pull-through proxy
+
+Date: {started.strftime("%Y-%m-%d %H:%M:%S %Z")} (the run took {elapsed:.0f} s)
+
+Command, from the repository root: `{command}`
+{quick if args.quick else ""}
+Machine: {os.cpu_count()} x {cpu_model()}, {mem_gib:.0f} GiB RAM, Linux {platform.release()}, loopback only.
+CPU busy in the 2 s before the run: {idle}.
+
+CPU pinning: every server (the upstream, the proxy, the edge, the idle origin) runs under
+`taskset -c {SERVER_CPU}` (CPU {SERVER_CPU}); every client (curl, wrk) and the benchmark's own
+process (seeding, checks, the {args.herd_clients}-client herd) under CPU {CLIENT_CPU}. All servers run for the
+whole benchmark; one of the edge and the proxy at a time is under load. A miss costs the
+upstream's CPU too, on the same core: that is in every miss measured here, alike for both.
+
+Servers:
+
+- **upstream**: {servers["upstream"].version}, plain (no proxy, no auth),
+  configured as in the main run (filesystem storage, `blobdescriptor: inmemory`, `log.level: warn`,
+  its access log on). It holds the image; both caches below pull the same bytes from it.
+- **Distribution proxy**: the same Distribution, in proxy mode (`proxy: remoteurl:` the
+  upstream), otherwise configured alike; clients pull `{REPO}` from it.
+- **wharf edge**: {servers["edge"].version}. `wharf edge serve --config edge.toml --listen
+  127.0.0.1:0 --origin ORIGIN --data-dir DIR --cache-size 20GiB`, every other setting default
+  (log level info: one JSON line per request, to a file); `edge.toml` has one mirror,
+  `[[edge.mirrors]] namespace = "{EDGE_NAMESPACE}"`, `url =` the upstream, `public = true`: clients
+  pull `{EDGE_NAMESPACE}/{REPO}` from it, anonymously, and it fetches `{REPO}` from the upstream.
+- **origin**: a Wharf origin (`wharf origin serve`, defaults) that the edge needs for its
+  signing keys (JWKS); idle throughout, since the mirror is public.
+
+Clients: {tools["curl"]}; {tools["wrk"]}.
+
+## Aims
+
+{edge_aims_table(results, cold, herd, warm_fills, args)}
+
+## Hits
+
+{edge_hits_table(results, args)}
+
+Both caches were filled first (the image, and the {big} blob pulled once through each and checked
+by sha256; then pulled again until that made no upstream GET: the proxy stores in the
+background). Blob: medians of {args.blob_repeats} samples; manifest: medians of {args.repeats}
+repetitions; edge and proxy alternate (edge, proxy, proxy, edge, ...). The Distribution proxy
+asks the upstream about the tag on every manifest-by-tag request (a `GET /v2/`, its check for an
+auth challenge, and a HEAD of the manifest; the manifest itself then comes from its storage), on
+the same core as the proxy; the edge serves a tag from its cache for `tag_ttl_seconds` (30 s)
+and then revalidates it with one HEAD. The upstream requests each caused, and the upstream's CPU
+time, are in the details.
+
+## Cold misses: time to first byte and total time
+
+{cold_table(cold)}
+
+{len(cold) // len(COLD_VIAS) if cold else 0} rounds; round i pulls a {cold_size} blob of random bytes that neither cache has seen
+(blob i, pushed to the upstream up front) once through each of the three, the order rotating
+each round (edge, proxy, direct; proxy, direct, edge; ...). Each pull is one
+`curl -s -o /dev/null -w '%{{time_starttransfer}} %{{time_total}}'` on a new connection: first
+byte is curl's time_starttransfer, when the response's first byte (its status line) arrived,
+connect and request included, as for a real client; total is its time_total. The edge sends
+its headers as soon as the upstream has answered, body bytes as its fill writes them (about
+1 MiB at a time). Before any pull, every blob was read back once from the upstream (checked), so
+its caches are equally warm for all three. Between pulls the benchmark waits until the
+upstream's access log has been quiet for {EDGE_SETTLE:.0f} s (the proxy keeps fetching after the client
+has its bytes), then counts that log's lines for the blob: the upstream GETs and HEADs each pull
+caused. The differences to direct are per round (same blob), median over rounds. After the
+rounds every cold blob was fetched again through the edge and the proxy and checked by sha256.
+
+## {args.herd_clients} concurrent cold requests: upstream fetches
+
+{herd_table(herd, args)}
+
+Per repetition one fresh {herd_size} blob; the edge and the proxy each take {args.herd_clients} GETs of it at
+once (the order alternating): {args.herd_clients} connections are opened first, then the
+{args.herd_clients} requests written back to back, so all arrive within about a millisecond,
+well before a fill can finish. Every response is read whole and checked (status 200, size,
+sha256). The upstream's GETs, HEADs and bytes sent are counted from its access log
+once it has been quiet for {EDGE_SETTLE:.0f} s. The edge's counters (from its /metrics) say how its
+requests went: misses, joins of a fill already running (`coalesced`), bytes filled.
+
+## Details
+
+- **server CPU per unit**: the edge's or the proxy's user + system CPU time over the work
+  done (GB sent, requests answered, warm-ups included); **upstream CPU per unit**: the
+  upstream's CPU time over the same work (what each hit still costs the upstream).
+- **server process CPU**: the edge's or proxy's CPU time over the wall time of the samples.
+- **upstream requests per client request**: lines in the upstream's access log during the
+  samples (and until quiet) over the client requests the samples made (in brackets: the count).
+- **CPU N busy**: that core's non-idle share from /proc/stat over the same time.
+
+{edge_detail_table(results, args)}
+
+Cold pulls, each round (first byte / total; the upstream's GETs and HEADs of the blob):
+
+{cold_detail(cold)}
+
+## Method and notes
+
+- Data: the small image of the main run (config blob, one ~10 KiB uncompressed tar layer, OCI
+  image manifest tagged `{TAG}`), a {big} blob, {len(cold) // len(COLD_VIAS) if cold else 0} cold blobs of {cold_size} and
+  {len(herd) // len(EDGE_VIAS) if herd else 0} herd blobs of {herd_size}, all random bytes, all pushed to the upstream's
+  `{REPO}` through the OCI API (POST, then PUT ?digest=) and read back from it (checked).
+  Neither cache is seeded: each fills from the upstream, as in production.
+- Blob hits: `curl -s -w '%{{http_code}} %{{size_download}} %{{speed_download}}\\n' -o /dev/null URL ...`
+  processes, each downloading the blob {args.downloads1} times (1 client) or {args.downloads8} times (8 clients)
+  on one keep-alive connection per sample; MB/s = 10^6 bytes/s, all the sample's bytes over its
+  wall time; every transfer's status and size checked; one untimed download first.
+- Manifest by tag: `wrk -t1 -c64 -d{args.seconds}s --timeout 10s --latency -H 'Accept: {OCI_MANIFEST}'`
+  on /v2/{EDGE_NAMESPACE}/{REPO}/manifests/{TAG} (edge) and /v2/{REPO}/manifests/{TAG} (proxy),
+  no Authorization header (the mirror is public; the proxy has no auth); 2 s of untimed wrk
+  first. Any non-2xx fails the run.
+- Upstream fetches are counted from the upstream Distribution's access log (an Apache combined
+  line per request on its stdout, on at every log level, written when the response is done;
+  the benchmark reads it from where it stopped and matches method and path). No proxy sits
+  between the caches and the upstream, so counting adds no latency.
+- Distribution's proxy, as of 2.8, on a blob it does not hold: it HEADs the blob upstream,
+  starts one background fetch into its storage, and streams each client's bytes from a GET of
+  its own (so the upstream sends the whole blob once per client, and once more); requests that
+  arrive after the background fetch is stored are served from storage.
+- The edge holds a fill's last byte back until the blob is verified, fsynced, moved into its
+  store and indexed, so a cold pull's total time includes that commit (an fsync of the whole
+  blob among it); its first byte leaves as soon as the upstream has answered.
+- The edge with a public mirror checks no token; with the origin as upstream it would verify
+  the client's token offline (no origin request on hits) and send it along on misses.
+"""
+
+
+def edge_main(args: argparse.Namespace) -> int:
+    """--edge: the edge and Distribution's proxy in front of one upstream; see bench/README.md."""
+    started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
+    scratch = start_run(args, ("taskset", "curl", "wrk", "docker-registry"))
+    # The benchmark's own work (seeding, checks, the herd's clients) is client work too.
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    results: dict[str, dict[str, EdgeResult]] = {}
+    cold: list[ColdSample] = []
+    herd: list[HerdRun] = []
+    warm_fills: dict[str, int] = {}
+    back, front = make_edge_servers(scratch)
+    servers = {**back, **front}
+    try:
+        data = make_edge_data(scratch, args)
+        args.big_digest = data.big.digest
+        log(
+            f"data ready: {args.big_bytes // MiB} MiB blob, {len(data.cold)} x "
+            f"{args.cold_bytes // MiB} MiB cold blobs, {len(data.herd)} x "
+            f"{args.herd_bytes // MiB} MiB herd blobs"
+        )
+        with running(back, scratch):
+            upstream = back["upstream"]
+            asyncio.run(seed_upstream(upstream, data))
+            log("upstream seeded; every blob read back and checked")
+            edge = front["edge"]
+            edge.argv[edge.argv.index("http://127.0.0.1:0")] = back["origin"].url
+            with running(front, scratch):
+                assert upstream.log_path is not None
+                upstream_log = AccessLog(upstream.log_path)
+                vias = {
+                    "edge": Via("edge", "wharf edge", edge, f"{EDGE_NAMESPACE}/{REPO}"),
+                    "proxy": Via("proxy", "Distribution proxy", front["proxy"], REPO),
+                    "direct": Via("direct", "direct", upstream, REPO),
+                }
+                warm_fills = warm_caches(vias, data, upstream_log)
+                measure_edge_hits(vias, upstream, upstream_log, args, results)
+                cold = measure_cold(vias, data, upstream_log, args)
+                herd = measure_herd(vias, data, upstream_log, args)
+                asyncio.run(check_cached(vias, [*data.cold, *data.herd]))
+                log("every cold and herd blob, fetched again through both caches, checked")
+                for name, server in servers.items():
+                    if not server.alive():
+                        raise RuntimeError(f"{name} died:\n{server.log_tail()}")
+    except BaseException:
+        log(f"FAILED; scratch kept at {scratch} (server logs *.log)")
+        raise
+    else:
+        if not args.keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            log(f"scratch kept at {scratch}")
+    elapsed = time.perf_counter() - t0
+    for text in (
+        edge_aims_table(results, cold, herd, warm_fills, args),
+        edge_hits_table(results, args),
+        cold_table(cold),
+        herd_table(herd, args),
+        edge_detail_table(results, args),
+    ):
+        print(text)
+        print()
+    if args.output is not None:
+        args.output.write_text(
+            edge_markdown(results, cold, herd, warm_fills, servers, args, started, elapsed)
+        )
+        log(f"wrote {args.output}")
+    log(f"done in {elapsed:.0f} s")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1660,12 +2625,19 @@ def main() -> int:
         help="instead: two wharf origins, token auth on and off (writes bench/RESULTS-auth.md)",
     )
     parser.add_argument(
+        "--edge",
+        action="store_true",
+        help="instead: wharf's edge beside Distribution's pull-through proxy, one upstream "
+        "(writes bench/RESULTS-edge.md)",
+    )
+    parser.add_argument(
         "--keep-scratch", action="store_true", help="keep the scratch directory (data, logs)"
     )
     parser.add_argument(
         "--output",
         type=Path,
-        help="results file (default bench/RESULTS.md, with --auth bench/RESULTS-auth.md)",
+        help="results file (default bench/RESULTS.md; --auth: RESULTS-auth.md, --edge: "
+        "RESULTS-edge.md)",
     )
     parser.add_argument(
         "--only",
@@ -1674,11 +2646,28 @@ def main() -> int:
         help="measure only these servers (repeatable; the table needs all three)",
     )
     args = parser.parse_args()
-    if args.auth and args.only:
-        parser.error("--only does not apply to --auth")
+    if args.auth and args.edge:
+        parser.error("--auth and --edge are separate runs")
+    if (args.auth or args.edge) and args.only:
+        parser.error("--only does not apply to --auth or --edge")
     if args.output is None and not args.quick:
-        args.output = ROOT / "bench" / ("RESULTS-auth.md" if args.auth else "RESULTS.md")
-    if args.auth:
+        name = "RESULTS-auth.md" if args.auth else "RESULTS-edge.md" if args.edge else "RESULTS.md"
+        args.output = ROOT / "bench" / name
+    if args.edge:
+        # big_bytes: the hit blob; cold_*: one fresh blob per cold round; herd_*: one fresh
+        # blob per repetition of the concurrent-miss test, each with herd_clients clients.
+        args.herd_clients = 50
+        if args.quick:
+            args.repeats, args.seconds = 1, 3
+            args.blob_repeats, args.downloads1, args.downloads8 = 1, 1, 1
+            args.big_bytes, args.cold_bytes, args.cold_rounds = 32 * MiB, 4 * MiB, 3
+            args.herd_bytes, args.herd_repeats = 8 * MiB, 1
+        else:
+            args.repeats, args.seconds = 3, 10
+            args.blob_repeats, args.downloads1, args.downloads8 = 5, 4, 1
+            args.big_bytes, args.cold_bytes, args.cold_rounds = BIG_BLOB_BYTES, 32 * MiB, 15
+            args.herd_bytes, args.herd_repeats = 64 * MiB, 3
+    elif args.auth:
         if args.quick:
             args.repeats, args.token_repeats, args.seconds, args.requests = 1, 1, 3, 5000
         else:
@@ -1699,6 +2688,8 @@ def main() -> int:
 
     if args.auth:
         return auth_main(args)
+    if args.edge:
+        return edge_main(args)
     started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
     scratch = start_run(
         args, ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry")
