@@ -220,10 +220,12 @@ class EdgeBlobs:
                     await _append(fill, b"".join(pending), hasher)
             if fill.written != size:
                 raise FillFailed(f"the {kind} sent a short body", 502)
-            await fill.sync()
             hexdigest = hasher.hexdigest()
             if hexdigest != ask.digest.encoded:
                 raise FillFailed(f"the {kind} sent bytes of another digest", 502)
+            if kind == "upstream":  # a peer's bytes wait for their release after this returns
+                await fill.verified()  # verified: clients finish now, the cache syncs after
+            await fill.sync()
             await self.store.admit(upload_id, ask.digest, hexdigest)
             self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
             self.metrics.filled.labels(kind).inc(size)

@@ -55,12 +55,20 @@ class Fill:
         self._error: FillFailed | None = None
         self._done = False
         self._held = False
+        self._verified = False
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
     # -- the producer ------------------------------------------------------------------------
     def begin(self, head: Head) -> None:
         if not self._head.done():
             self._head.set_result(head)
+
+    async def verified(self) -> None:
+        """The bytes written are the whole blob and match its digest: clients may have the
+        last byte now, while the producer syncs and commits them."""
+        self._verified = True
+        async with self._changed:
+            self._changed.notify_all()
 
     def hold(self) -> None:
         """Deliver nothing until :meth:`release`: for a source whose bytes must be verified
@@ -140,7 +148,8 @@ class Fill:
                         raise FillFailed("the fill's file was cut short")
                     offset += len(chunk)
                     yield chunk
-            await self.wait()  # the verdict, also for an empty blob (nothing held back)
+            if not self._verified:
+                await self.wait()  # the verdict, also for an empty blob (nothing held back)
         finally:
             self.waiters -= 1
             os.close(fd)
@@ -148,7 +157,7 @@ class Fill:
     def _deliverable(self, size: int) -> int:
         """How far clients may read: all once verified, short of the last byte before, and
         nothing while held."""
-        if self._done:
+        if self._done or self._verified:
             return self.written
         return 0 if self._held else min(self.written, size - 1)
 
@@ -217,7 +226,16 @@ class Fills:
                 with contextlib.suppress(FileNotFoundError):
                     fill.path.unlink()
 
-    async def close(self) -> None:
+    async def settled(self) -> None:
+        """Until no fill is running."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Let running fills finish for ``grace`` seconds (those whose clients are done may
+        still be committing), then cancel the rest."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from edge.app import create_app as create_edge
 from edge.config import EdgeConfig
+from edge.keys import BLOBS
 from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app as create_origin
 from origin.config import OriginConfig
@@ -107,3 +108,10 @@ async def start_edge(
     server = TestServer(create_edge(config), port=port or None)
     await server.start_server(access_log_class=AccessLogger)
     return server
+
+
+async def settled(server: TestServer) -> None:
+    """Until the edge has no fill running: a client's download ends once the bytes are
+    verified; the edge then syncs and commits them."""
+    assert server.app is not None
+    await server.app[BLOBS].fills.settled()

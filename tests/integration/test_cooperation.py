@@ -20,7 +20,7 @@ from gossip.node import StaticPeer
 from gossip.ring import home_edge
 from ocicore.digest import Digest
 from origin.config import OriginConfig
-from tests.edges import Upstream, start_edge, start_origin
+from tests.edges import Upstream, settled, start_edge, start_origin
 from tests.support import push_blob, registry_auth
 
 MiB = 1 << 20
@@ -103,6 +103,7 @@ async def test_four_edges_asked_at_once_fetch_from_the_origin_once(
     assert results == [digest] * 4
     assert upstream.blob_gets[digest] == 1
     for edge in region:  # and every edge now has it on its own disk
+        await settled(edge)
         assert edge.app is not None
         assert edge.app[STORE].size(Digest.parse(digest)) == 32 * MiB
 
@@ -124,6 +125,7 @@ async def test_a_home_edge_sending_wrong_bytes_is_skipped(
     digest = await push(upstream, os.urandom(4 * MiB))
     home = region[home_index(region, digest)]
     assert await pull(home, upstream, digest) == digest  # the home edge has it...
+    await settled(home)
     assert home.app is not None
     cached = home.app[STORE].path(Digest.parse(digest))
     with cached.open("r+b") as f:  # ...and its disk rots

@@ -18,7 +18,7 @@ from edge.config import Mirror
 from edge.keys import STORE
 from ocicore.digest import Digest
 from origin.config import OriginConfig
-from tests.edges import Upstream, start_edge, start_origin
+from tests.edges import Upstream, settled, start_edge, start_origin
 from tests.support import (
     OCI_MANIFEST,
     make_image,
@@ -178,13 +178,16 @@ async def test_eviction_keeps_to_the_size_and_spares_what_is_being_read(
         async with session(edge, upstream) as client:
             for digest in digests[:2]:
                 await fetch(client, f"/v2/team/app/blobs/{digest}")
+                await settled(edge)
             await fetch(client, f"/v2/team/app/blobs/{digests[0]}")  # 0 is now the fresher
             # 1 is the least recently used, but a reader holds it while 2 arrives.
             with store.reading(Digest.parse(digests[1])):
                 await fetch(client, f"/v2/team/app/blobs/{digests[2]}")
+                await settled(edge)
                 assert store.size(Digest.parse(digests[1])) is not None
                 assert store.size(Digest.parse(digests[0])) is None  # the next in line went
             await fetch(client, f"/v2/team/app/blobs/{digests[3]}")
+            await settled(edge)
             kept = [store.size(Digest.parse(d)) is not None for d in digests]
             assert kept == [False, False, True, True]  # 1 went once its reader had let go
             assert store.total <= 10 * MiB
@@ -291,6 +294,7 @@ async def test_misses_are_remembered_and_ranges_served(
                 assert (await r.json())["errors"][0]["code"] == "BLOB_UNKNOWN"
         assert upstream.blob_gets[missing] == 1  # the 404 was remembered
         await fetch(client, f"/v2/team/app/blobs/{digest}")
+        await settled(edge)
         async with client.get(
             f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=1000-1999"}
         ) as r:
@@ -325,6 +329,7 @@ async def test_fills_beyond_the_cap_are_told_to_retry(upstream: Upstream, tmp_pa
                 assert r.status == 503
                 assert r.headers["Retry-After"] == "2"
             assert await first == slow
+            await settled(edge)
             assert await fetch(client, f"/v2/team/app/blobs/{other_digest}") == other
     finally:
         await edge.close()

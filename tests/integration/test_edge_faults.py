@@ -3,6 +3,7 @@ nothing partial is served and the blob fills again, whole."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -51,6 +52,10 @@ async def test_a_fill_killed_half_way_leaves_nothing_servable(
             async for chunk in r.content.iter_chunked(MiB):
                 hasher.update(chunk)
     assert f"sha256:{hasher.hexdigest()}" == digest
+    for _ in range(100):  # the download ends once verified; the commit follows
+        if committed.exists():
+            break
+        await asyncio.sleep(0.05)
     assert committed.stat().st_size == len(data)
     assert list((tmp_path / "edge" / "uploads").iterdir()) == []  # the dead fill's file is gone
     await edge.stop()
