@@ -54,7 +54,8 @@ class AccessLogger(AbstractAccessLogger):
         routed = _routed(request)
         route = route_of(routed)
         received = request.get(BYTES_IN, 0)  # what was read, not what was announced
-        sent = response.content_length or 0
+        # A HEAD's Content-Length describes a body it does not send.
+        sent = 0 if request.method == "HEAD" else (response.content_length or 0)
         if routed is not None:
             time = perf_counter() - routed[STARTED]
             if METRICS in routed.app:
