@@ -10,6 +10,10 @@ Run from the repository root::
     .venv/bin/python bench/run.py --edge     # instead: the edge vs Distribution's proxy (about
                                              # 4-5 minutes), writes bench/RESULTS-edge.md
     .venv/bin/python bench/run.py --edge --quick   # its smoke test (about 1 minute), no results file
+    .venv/bin/python bench/run.py --gossip   # instead: origin egress for one blob asked of
+                                             # 4 and 8 edges at once, cooperating or not
+                                             # (about 7-10 minutes), writes bench/RESULTS-gossip.md
+    .venv/bin/python bench/run.py --gossip --quick # its smoke test (about 30 s), no results file
 
 All three servers run for the whole benchmark, each pinned to CPU 0 with ``taskset -c 0``;
 every client (curl, wrk, ab, skopeo) is pinned to CPU 1 with ``taskset -c 1``, so load
@@ -26,6 +30,12 @@ GET and blob HEAD requests/s on both, and token issue requests/s on the auth-on 
 plain Distribution (the upstream), pinned the same way: hits (blob MB/s, manifest-by-tag
 requests/s), cold-miss time to first byte and total time against pulling directly, and the
 upstream GETs that 50 concurrent cold requests cause (counted from the upstream's access log).
+
+``--gossip`` runs one Wharf origin (auth on) and, per sample, N fresh edges of one region with
+static peers, cooperating or not (``cooperate``), all pinned the same way: one GET of a fresh
+blob to each edge at the same moment; the origin's egress for that blob (from its JSON access
+log, checked against the edges' counters), its GETs, and the time until every edge has served
+its client the whole blob (sha256 checked).
 
 See bench/README.md for what each measurement means. Scratch data lives under
 /tmp/bench-scratch/ and is removed at the end of a successful run (``--keep-scratch`` keeps
@@ -1753,11 +1763,17 @@ class AccessLog:
         self.offset += len(complete)
         found = []
         for line in complete.decode(errors="replace").splitlines():
-            m = self.LINE.search(line)
-            if m:
-                sent = 0 if m[4] == "-" else int(m[4])
-                found.append((m[1], m[2], int(m[3]), sent))
+            entry = self.parse(line)
+            if entry is not None:
+                found.append(entry)
         return found
+
+    def parse(self, line: str) -> tuple[str, str, int, int] | None:
+        """(method, path, status, bytes sent) of one request's line; None for other lines."""
+        m = self.LINE.search(line)
+        if m is None:
+            return None
+        return m[1], m[2], int(m[3]), 0 if m[4] == "-" else int(m[4])
 
     def settle(
         self, quiet: float = EDGE_SETTLE, timeout: float = 60
@@ -1851,11 +1867,18 @@ class HerdRun:
 
 async def edge_metrics_now(server: Server) -> dict[str, float]:
     """The edge's own counters from /metrics (wharf_edge_* samples, by name and labels)."""
+    return await prometheus_samples(server, "wharf_edge_")
+
+
+async def prometheus_samples(server: Server, prefix: str) -> dict[str, float]:
+    """A Wharf server's /metrics samples whose names start with ``prefix``, by name and labels."""
     async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as r:
+        if r.status != 200:
+            raise RuntimeError(f"{server.name}: GET /metrics -> {r.status}")
         text = await r.text()
     found = {}
     for line in text.splitlines():
-        if line.startswith("wharf_edge_") and not line.startswith("#"):
+        if line.startswith(prefix):
             name, _, value = line.rpartition(" ")
             with contextlib.suppress(ValueError):
                 found[name] = float(value)
@@ -1966,33 +1989,47 @@ async def herd_get(
         "Connection: close\r\n\r\n"
     ).encode()
 
-    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
-        try:
-            status = await reader.readline()
-            first = time.perf_counter() - start
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            length = re.search(r"(?im)^content-length:\s*(\d+)", head)
-            if not status.startswith(b"HTTP/1.1 200") or length is None:
-                raise RuntimeError(f"herd GET {path}: {status!r} {head[:300]!r}")
-            h, size = hashlib.sha256(), 0
-            while size < int(length[1]):
-                chunk = await reader.read(1 << 20)
-                if not chunk:
-                    break
-                h.update(chunk)
-                size += len(chunk)
-            if size != blob.size or "sha256:" + h.hexdigest() != blob.digest:
-                raise RuntimeError(f"herd GET {server.url}{path}: {size} bytes of other content")
-            return first
-        finally:
-            writer.close()
-
     start = time.perf_counter()
     for _, writer in conns:
         writer.write(request)  # all leave within a millisecond or so
+    what = f"herd GET {server.url}{path}"
     async with asyncio.timeout(600):
-        firsts = await asyncio.gather(*(one(r, w) for r, w in conns))
-    return time.perf_counter() - start, list(firsts)
+        times = await asyncio.gather(
+            *(read_blob_response(r, w, start, blob, what) for r, w in conns)
+        )
+    return time.perf_counter() - start, [first for first, _ in times]
+
+
+async def read_blob_response(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    start: float,
+    blob: Blob,
+    what: str,
+) -> tuple[float, float]:
+    """Read one raw HTTP/1.1 response whole and check it is ``blob`` (status 200, size,
+    sha256); then close the connection. Returns (its first line, its last byte), in seconds
+    since ``start``."""
+    try:
+        status = await reader.readline()
+        first = time.perf_counter() - start
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        length = re.search(r"(?im)^content-length:\s*(\d+)", head)
+        if not status.startswith(b"HTTP/1.1 200") or length is None:
+            raise RuntimeError(f"{what}: {status!r} {head[:300]!r}")
+        h, size = hashlib.sha256(), 0
+        while size < int(length[1]):
+            chunk = await reader.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            size += len(chunk)
+        last = time.perf_counter() - start
+        if size != blob.size or "sha256:" + h.hexdigest() != blob.digest:
+            raise RuntimeError(f"{what}: {size} bytes of other content (expected {blob.digest})")
+        return first, last
+    finally:
+        writer.close()
 
 
 def edge_metric_list(args: argparse.Namespace) -> list[Metric]:
@@ -2537,6 +2574,629 @@ def edge_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- --gossip mode
+
+GOSSIP_REGION = "bench"  # every edge's region (and zone)
+GOSSIP_AIM = 1.0  # cooperating: the origin sends each blob once, whatever N asks at once
+ORIGIN_BLOB_ROUTE = "/v2/{name}/blobs/{digest}"  # the origin's route label of blob GET and HEAD
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """N edges of one region, cooperating or not."""
+
+    edges: int
+    cooperate: bool
+
+    @property
+    def key(self) -> str:
+        return f"n{self.edges}-{'on' if self.cooperate else 'off'}"
+
+    @property
+    def cooperation(self) -> str:
+        return "on" if self.cooperate else "off"
+
+
+class WharfAccessLog(AccessLog):
+    """A Wharf server's log file: one JSON ``request`` line per request, written once its last
+    byte is sent, among the other lines; ``bytes_out`` is the response's Content-Length."""
+
+    def parse(self, line: str) -> tuple[str, str, int, int] | None:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(entry, dict) or entry.get("event") != "request":
+            return None
+        return (
+            str(entry["method"]),
+            str(entry["path"]),
+            int(entry["status"]),
+            int(entry.get("bytes_out") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class GossipSample:
+    """One scenario once: a fresh blob asked of each of N fresh edges at the same moment."""
+
+    scenario: Scenario
+    repetition: int
+    position: int  # its place in the repetition's order (0: first)
+    size: int  # the blob's
+    origin: Fetches  # the origin's access-log lines for the blob (sent: its GETs' bytes_out)
+    get_statuses: tuple[int, ...]  # of those GETs
+    other_requests: collections.Counter[str]  # the origin's lines for anything else, by kind
+    metric_sent: float  # delta of wharf_origin_http_sent_bytes_total{route=ORIGIN_BLOB_ROUTE}
+    metric_gets: float  # delta of wharf_origin_http_requests_total{that route, GET, 200}
+    filled: dict[str, dict[str, float]]  # per edge: wharf_edge_filled_bytes_total by source
+    failures: dict[str, float]  # wharf_edge_fill_failures_total by reason, over the edges
+    coalesced: float  # wharf_edge_fill_coalesced_waiters_total, over the edges
+    firsts: tuple[float, ...]  # per edge (edge-1 first): its response's first line, s
+    dones: tuple[float, ...]  # per edge: its response's last byte, s after the requests left
+    origin_cpu: float  # the origin's user + system CPU seconds during the requests
+    edges_cpu: float  # all the edges' together
+    busy: dict[str, float]  # each CPU's non-idle share during the requests
+
+    @property
+    def egress(self) -> int:
+        return self.origin.sent
+
+    @property
+    def ratio(self) -> float:
+        return self.origin.sent / self.size
+
+    @property
+    def wall(self) -> float:
+        """Until every edge had served its client the whole blob."""
+        return max(self.dones)
+
+    def by_source(self, source: str) -> list[str]:
+        """The edges that filled bytes of the blob from ``source`` (upstream: the origin)."""
+        return [edge for edge, got in self.filled.items() if got.get(source, 0) > 0]
+
+    def received(self, source: str) -> float:
+        return sum(got.get(source, 0.0) for got in self.filled.values())
+
+    def problems(self) -> list[str]:
+        """What does not add up: the sources of egress disagree, or something failed."""
+        found = []
+        if any(status != 200 for status in self.get_statuses):
+            found.append(f"origin GET statuses {list(self.get_statuses)}")
+        if self.received("upstream") != self.egress:
+            found.append(
+                f"the origin's log says {self.egress} bytes sent, the edges verified "
+                f"{self.received('upstream'):.0f} bytes from it"
+            )
+        if self.metric_gets != self.origin.gets:
+            found.append(
+                f"the origin's /metrics counted {self.metric_gets:.0f} GETs, its log {self.origin.gets}"
+            )
+        if self.failures:
+            found.append(f"fill failures {self.failures}")
+        return found
+
+
+def sample_value(samples: dict[str, float], name: str, **labels: str) -> float:
+    """The value of the sample ``name{labels}`` among ``samples`` (0 when absent), whatever
+    the order of its labels."""
+    for key, value in samples.items():
+        sample_name, _, rest = key.partition("{")
+        if sample_name != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return value
+    return 0.0
+
+
+def summed(samples: list[dict[str, float]], name: str, label: str) -> dict[str, float]:
+    """``name``'s samples over several servers, summed by the value of ``label``."""
+    total: dict[str, float] = collections.defaultdict(float)
+    for found in samples:
+        for key, value in found.items():
+            sample_name, _, rest = key.partition("{")
+            if sample_name == name and value:
+                labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+                total[labels.get(label, "")] += value
+    return dict(total)
+
+
+def gossip_edges(scenario: Scenario, tag: str, origin: Server, scratch: Path) -> dict[str, Server]:
+    """N edges (by node id, edge-1 ...) of region GOSSIP_REGION in front of ``origin``, each
+    with its own fresh data dir, a port picked up front, and every edge as a static peer."""
+    ports: list[int] = []
+    while len(ports) < scenario.edges:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    nodes = {f"edge-{i + 1}": port for i, port in enumerate(ports)}
+    peers = "".join(
+        f"\n[[edge.peers]]\n"
+        f'id = "{node}"\n'
+        f'role = "edge"\n'
+        f'api_url = "http://127.0.0.1:{port}"\n'
+        f'region = "{GOSSIP_REGION}"\n'
+        f'zone = "{GOSSIP_REGION}"\n'
+        for node, port in nodes.items()
+    )
+    edges = {}
+    for node, port in nodes.items():
+        name = f"{tag}-{node}"
+        config = scratch / f"{name}.toml"
+        config.write_text(
+            f"# generated by bench/run.py: {node} of {scenario.edges} in region {GOSSIP_REGION}\n"
+            "[edge]\n"
+            f'node_id = "{node}"\n'
+            f'region = "{GOSSIP_REGION}"\n'
+            f'zone = "{GOSSIP_REGION}"\n'
+            f'advertise_url = "http://127.0.0.1:{port}"\n'
+            f"cooperate = {'true' if scenario.cooperate else 'false'}\n" + peers
+        )
+        edges[node] = Server(
+            name,
+            [
+                str(ROOT / ".venv" / "bin" / "wharf"),
+                "edge",
+                "serve",
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--origin",
+                origin.url,
+                "--data-dir",
+                str(scratch / name),
+                "--cache-size",
+                "20GiB",
+            ],
+            origin.version,
+            port=port,
+        )
+    return edges
+
+
+def wait_ready(server: Server, timeout: float = 60) -> None:
+    """Until the server's /readyz answers 200 (an edge: it holds the origin's keys)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"{server.name} exited at start:\n{server.log_tail()}")
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", server.url + "/readyz"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        if out == "200":
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.name} was not ready in {timeout} s:\n{server.log_tail()}")
+
+
+@contextlib.contextmanager
+def edges_running(edges: list[Server], scratch: Path) -> Iterator[None]:
+    """Start the edges together, wait until each is ready; stop them together."""
+    try:
+        for edge in edges:
+            edge.start(scratch / f"{edge.name}.log")
+        for edge in edges:
+            wait_listening(edge)
+            wait_ready(edge)
+        yield
+    finally:
+        for edge in edges:  # SIGTERM to all first: they drain at once, not one after another
+            if edge.proc is not None and edge.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(edge.proc.pid, signal.SIGTERM)
+        for edge in edges:
+            edge.stop()
+
+
+async def push_checked(origin: Server, blob: Blob) -> None:
+    """Push ``blob`` to the origin through the OCI API and read it back (checked): this also
+    leaves it in the origin's page cache, the same for every scenario."""
+    timeout = aiohttp.ClientTimeout(total=900, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout, headers=origin.headers) as http:
+        await push_blob(http, origin.url, REPO, blob.digest, blob.path)
+        await get_checked(http, f"{origin.url}/v2/{REPO}/blobs/{blob.digest}", blob)
+
+
+async def fanout_get(
+    edges: list[Server], path: str, blob: Blob, headers: dict[str, str]
+) -> tuple[list[float], list[float]]:
+    """One GET of ``path`` to each edge, all sent at once on connections opened beforehand,
+    every body read whole and checked by sha256. Returns, per edge, the seconds from sending
+    until its response's first line, and until its last byte."""
+    conns = [await asyncio.open_connection("127.0.0.1", e.port, limit=4 * MiB) for e in edges]
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    start = time.perf_counter()
+    for edge, (_, writer) in zip(edges, conns, strict=True):
+        writer.write(  # all leave within a millisecond or so
+            f"GET {path} HTTP/1.1\r\nHost: {edge.hostport}\r\n{extra}"
+            "User-Agent: bench-gossip\r\nConnection: close\r\n\r\n".encode()
+        )
+    async with asyncio.timeout(900):
+        times = await asyncio.gather(
+            *(
+                read_blob_response(reader, writer, start, blob, f"GET {edge.url}{path}")
+                for edge, (reader, writer) in zip(edges, conns, strict=True)
+            )
+        )
+    return [first for first, _ in times], [last for _, last in times]
+
+
+def gossip_sample(
+    scenario: Scenario,
+    repetition: int,
+    position: int,
+    origin: Server,
+    origin_log: WharfAccessLog,
+    scratch: Path,
+    args: argparse.Namespace,
+) -> GossipSample:
+    """A fresh blob pushed to the origin; N fresh edges started; one GET of the blob to each
+    edge at once; what the origin sent, what the edges filled from where, how long it took."""
+    tag = f"{scenario.key}-r{repetition + 1}"
+    blob = random_blob(scratch / f"{tag}.blob", args.blob_bytes)
+    asyncio.run(push_checked(origin, blob))
+    blob.path.unlink()  # the digest and the size are all the checks need from here on
+    path = f"/v2/{REPO}/blobs/{blob.digest}"
+    edges = gossip_edges(scenario, tag, origin, scratch)
+    servers = [origin, *edges.values()]
+    try:
+        with edges_running(list(edges.values()), scratch):
+            origin_log.settle()  # what the edges asked at start (the origin's keys) is not counted
+            before = asyncio.run(prometheus_samples(origin, "wharf_origin_http_"))
+            cpu0, jiffies0 = [s.cpu_seconds() for s in servers], cpu_times()
+            firsts, dones = asyncio.run(
+                fanout_get(list(edges.values()), path, blob, origin.headers)
+            )
+            cpu1, jiffies1 = [s.cpu_seconds() for s in servers], cpu_times()
+            entries = origin_log.settle()
+            after = asyncio.run(prometheus_samples(origin, "wharf_origin_http_"))
+            counters = {node: asyncio.run(edge_metrics_now(edge)) for node, edge in edges.items()}
+            for server in servers:
+                if not server.alive():
+                    raise RuntimeError(f"{server.name} died:\n{server.log_tail()}")
+    finally:
+        for edge in edges.values():
+            shutil.rmtree(scratch / edge.name, ignore_errors=True)  # its cache
+    spent = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+
+    def delta(name: str, **labels: str) -> float:
+        return sample_value(after, name, **labels) - sample_value(before, name, **labels)
+
+    mine = [e for e in entries if e[1].split("?")[0] == path]
+    others = [e for e in entries if e[1].split("?")[0] != path]
+    return GossipSample(
+        scenario,
+        repetition,
+        position,
+        blob.size,
+        Fetches.of(mine, path),
+        tuple(status for method, _, status, _ in mine if method == "GET"),
+        request_kinds(others),
+        delta("wharf_origin_http_sent_bytes_total", route=ORIGIN_BLOB_ROUTE),
+        delta(
+            "wharf_origin_http_requests_total", route=ORIGIN_BLOB_ROUTE, method="GET", status="200"
+        ),
+        {
+            node: summed([found], "wharf_edge_filled_bytes_total", "source")
+            for node, found in counters.items()
+        },
+        summed(list(counters.values()), "wharf_edge_fill_failures_total", "reason"),
+        sum(
+            sample_value(found, "wharf_edge_fill_coalesced_waiters_total")
+            for found in counters.values()
+        ),
+        tuple(firsts),
+        tuple(dones),
+        spent[0],
+        sum(spent[1:]),
+        busy_between(jiffies0, jiffies1),
+    )
+
+
+def gossip_scenarios(args: argparse.Namespace) -> list[Scenario]:
+    return [Scenario(n, cooperate) for n in args.edge_counts for cooperate in (True, False)]
+
+
+def measure_gossip(
+    origin: Server, origin_log: WharfAccessLog, scratch: Path, args: argparse.Namespace
+) -> list[GossipSample]:
+    """Every scenario ``args.repeats`` times, round-robin (the order reversed every other
+    repetition), each on a fresh blob and fresh edges."""
+    scenarios = gossip_scenarios(args)
+    samples = []
+    for i in range(args.repeats):
+        for position, scenario in enumerate(scenarios[::-1] if i % 2 else scenarios):
+            s = gossip_sample(scenario, i, position, origin, origin_log, scratch, args)
+            samples.append(s)
+            n = scenario.edges
+            log(
+                f"{scenario.key:7} {i + 1}/{args.repeats}: origin GET {s.origin.gets} HEAD "
+                f"{s.origin.heads}, egress {s.egress / MiB:.1f} MiB ({s.ratio:.2f}x); all {n} "
+                f"edges served the whole blob (checked) in {s.wall:.2f} s (first {min(s.dones):.2f} "
+                f"s); filled from the origin: {', '.join(s.by_source('upstream')) or 'none'}; "
+                f"from a peer: {len(s.by_source('peer'))} edge(s)"
+            )
+            for problem in s.problems():
+                log(f"WARNING: {scenario.key} {i + 1}: {problem}")
+    return samples
+
+
+# -- the --gossip report
+
+
+def mib(n: float) -> str:
+    return f"{n / MiB:.1f} MiB"
+
+
+def seconds(s: float) -> str:
+    return f"{s:.2f} s"
+
+
+def gossip_table(samples: list[GossipSample], args: argparse.Namespace) -> str:
+    lines = [
+        "| edges asked at once | cooperation | origin GETs of the blob, per repetition | "
+        "origin egress, median | egress / blob size, median | per repetition | "
+        "all edges served the whole blob, median | min - max | first edge done, median | "
+        "edges that filled from the origin / from a peer, per repetition |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for scenario in gossip_scenarios(args):
+        mine = [s for s in samples if s.scenario == scenario]
+        if not mine:
+            continue
+        walls = [s.wall for s in mine]
+        lines.append(
+            f"| {scenario.edges} | {scenario.cooperation} | "
+            f"{', '.join(str(s.origin.gets) for s in mine)} | "
+            f"{mib(statistics.median(s.egress for s in mine))} | "
+            f"{statistics.median(s.ratio for s in mine):.2f}x | "
+            f"{', '.join(f'{s.ratio:.2f}' for s in mine)} | "
+            f"{seconds(statistics.median(walls))} | {seconds(min(walls))} - {seconds(max(walls))} | "
+            f"{seconds(statistics.median(min(s.dones) for s in mine))} | "
+            + ", ".join(
+                f"{len(s.by_source('upstream'))} / {len(s.by_source('peer'))}" for s in mine
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def gossip_aims_table(samples: list[GossipSample], args: argparse.Namespace) -> str:
+    lines = ["| aim | measured | met |", "|---|---|---|"]
+    for n in args.edge_counts:
+        on = [s for s in samples if s.scenario == Scenario(n, True)]
+        off = [s for s in samples if s.scenario == Scenario(n, False)]
+        if not on:
+            continue
+        ratios = [s.ratio for s in on]
+        met = all(s.egress == GOSSIP_AIM * s.size for s in on)
+        versus = (
+            f"; without cooperation {statistics.median(s.ratio for s in off):.2f}x" if off else ""
+        )
+        lines.append(
+            f"| origin egress {GOSSIP_AIM:.1f}x the blob size, {n} edges of a region asked at "
+            f"once, cooperating | median {statistics.median(ratios):.2f}x (per repetition "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}; origin GETs "
+            f"{', '.join(str(s.origin.gets) for s in on)}){versus} | {'met' if met else 'NOT met'} |"
+        )
+    problems = [f"{s.scenario.key} {s.repetition + 1}: {p}" for s in samples for p in s.problems()]
+    lines.append(
+        "| every client got the whole blob, sha256 checked; the origin's log, its /metrics and "
+        "the edges' counters agree; no fill failed | "
+        + ("; ".join(problems) if problems else f"yes, in all {len(samples)} samples")
+        + f" | {'NOT met' if problems else 'met'} |"
+    )
+    return "\n".join(lines)
+
+
+def spread(values: tuple[float, ...] | list[float]) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+def gossip_detail_table(samples: list[GossipSample]) -> str:
+    lines = [
+        "| scenario | repetition (place) | origin GET / HEAD / other requests | egress: origin's log "
+        "/ its /metrics delta / edges' verified bytes from the origin / from peers | filled from "
+        "the origin | each edge's last byte, s: min / median / max | first line, s: min / "
+        f"median / max | origin CPU s | edges' CPU s | CPU {SERVER_CPU} / {CLIENT_CPU} busy | "
+        "edges' coalesced waiters | other origin requests |",
+        "|---|---|---|---|---|---|---|--:|--:|---|--:|---|",
+    ]
+    for s in sorted(samples, key=lambda s: (s.scenario.edges, not s.scenario.cooperate)):
+        other = ", ".join(f"{k} x{v}" for k, v in s.other_requests.most_common()) or "none"
+        lines.append(
+            f"| {s.scenario.edges} edges, cooperation {s.scenario.cooperation} | "
+            f"{s.repetition + 1} ({s.position + 1}) | "
+            f"{s.origin.gets} / {s.origin.heads} / {s.origin.other + s.other_requests.total()} | "
+            f"{mib(s.egress)} / {mib(s.metric_sent)} / {mib(s.received('upstream'))} / "
+            f"{mib(s.received('peer'))} | {', '.join(s.by_source('upstream')) or 'none'} | "
+            f"{spread(s.dones)} | {spread(s.firsts)} | {s.origin_cpu:.2f} | {s.edges_cpu:.2f} | "
+            f"{s.busy.get(f'cpu{SERVER_CPU}', 0):.0%} / {s.busy.get(f'cpu{CLIENT_CPU}', 0):.0%} | "
+            f"{s.coalesced:.0f} | {other} |"
+        )
+    return "\n".join(lines)
+
+
+def gossip_markdown(
+    samples: list[GossipSample],
+    origin: Server,
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    elapsed: float,
+) -> str:
+    command = ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:])
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    idle = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
+    quick = "\n**--quick run: one repetition, a small blob, N = 4 only; not for the record.**\n"
+    size = f"{args.blob_bytes // MiB} MiB"
+    counts = " and ".join(str(n) for n in args.edge_counts)
+    most = max(args.edge_counts)
+    return f"""# Wharf benchmark results: cooperating edges, origin egress
+
+Date: {started.strftime("%Y-%m-%d %H:%M:%S %Z")} (the run took {elapsed:.0f} s)
+
+Command, from the repository root: `{command}`
+{quick if args.quick else ""}
+Machine: {os.cpu_count()} x {cpu_model()}, {mem_gib:.0f} GiB RAM, Linux {platform.release()}, loopback only.
+CPU busy in the 2 s before the run: {idle}.
+
+The measurement, from the issue: origin egress for one {size} blob asked of N = {counts} edges
+of a region at once, with and without cooperation, and the time until every edge has it. Aim:
+origin egress {GOSSIP_AIM:.1f}x the blob size.
+
+CPU pinning: the origin and all N edges run under `taskset -c {SERVER_CPU}` (CPU {SERVER_CPU}): up to
+{most} edges and the origin share one core, so the times are those of a region squeezed onto one
+core (every edge's hashing, disk writes and serving take turns), not of N machines; what is
+measured for the aim, bytes and requests, does not depend on it. The client side (the
+benchmark's own process: one connection per edge, every body hashed) runs on CPU {CLIENT_CPU}.
+
+Servers: {origin.version}.
+
+- **origin**: `wharf origin serve --listen 127.0.0.1:0 --data-dir DIR`, every default (token
+  auth on, SQLite, filesystem blobs, log level info: one JSON line per request), plus
+  `WHARF_ORIGIN_TOKEN_TTL_SECONDS=86400`. The admin's password from `DIR/admin-password` gets
+  one token for `repository:{REPO}:pull,push` from `/auth/token` (Basic credentials); it pushes
+  each blob and is every client's `Authorization: Bearer` header at the edges.
+- **edges**: for each scenario N fresh processes, `wharf edge serve --config edge-K.toml --listen
+  127.0.0.1:PORT --origin ORIGIN --data-dir NEW_DIR --cache-size 20GiB`, every other setting
+  default, with an empty cache (a new data dir, removed afterwards), ports picked up front.
+  `edge-K.toml` (static membership, all in region `{GOSSIP_REGION}`):
+
+  ```toml
+  [edge]
+  node_id = "edge-K"
+  region = "{GOSSIP_REGION}"
+  zone = "{GOSSIP_REGION}"
+  advertise_url = "http://127.0.0.1:PORT"
+  cooperate = true          # false for "cooperation off"
+
+  [[edge.peers]]            # one per edge of the scenario, itself included
+  id = "edge-1"
+  role = "edge"
+  api_url = "http://127.0.0.1:PORT1"
+  region = "{GOSSIP_REGION}"
+  zone = "{GOSSIP_REGION}"
+  ```
+
+## Aims
+
+{gossip_aims_table(samples, args)}
+
+## Results
+
+{gossip_table(samples, args)}
+
+Medians of {args.repeats} repetition(s) of each scenario, round-robin over the scenarios (the
+order reversed every other repetition); each sample on a new blob and new edges.
+
+- **origin GETs of the blob**: lines `GET /v2/{REPO}/blobs/<digest>` in the origin's access log
+  during the sample.
+- **origin egress**: the sum of those lines' `bytes_out`, i.e. the body bytes the origin sent
+  for that blob. Why this is exact: each line is written once the response's last byte has been
+  sent, and its `bytes_out` is the response's Content-Length (what aiohttp's access logger
+  sees: exact for a transfer that completed); that every transfer completed is checked against
+  the edges' side, the sum over the edges of `wharf_edge_filled_bytes_total{{source="upstream"}}`
+  (bytes fetched from the origin, counted only once the digest verified and the blob was
+  committed), which must be equal, with no fill failure (the aims' last row). The origin's
+  Prometheus counter `wharf_origin_http_sent_bytes_total{{route="{ORIGIN_BLOB_ROUTE}"}}` is
+  shown beside it in the details (its delta over the sample) but is not the measure: it is per
+  route, not per blob, and it adds every response's Content-Length, HEAD responses' included
+  (a HEAD of a blob adds the blob's size though no body is sent).
+- **egress / blob size**: the egress ratio; {GOSSIP_AIM:.2f} means the origin sent the blob once.
+- **all edges served the whole blob**: from the moment the N requests left (all within a
+  millisecond or so, on connections opened beforehand) until the last byte of the last
+  response, every response read whole and checked (status 200, size, sha256). An edge holds
+  a fill's last byte back until the blob is verified, fsynced and committed, so this is also
+  when the last edge has the blob. **first edge done**: the same for the first one.
+- **edges that filled from the origin / from a peer**: edges whose
+  `wharf_edge_filled_bytes_total` moved for source `upstream` (the origin) or `peer`.
+
+## Details
+
+- **egress**: the origin's access log; the delta of its `/metrics` counter for the blob route
+  (see above); the bytes the edges verified from the origin, and from peers (their
+  `wharf_edge_filled_bytes_total` by source).
+- **each edge's last byte** and **first line**: seconds from sending the requests, over the N
+  clients. With cooperation, an edge filling from a peer holds every byte back until it has
+  verified the whole blob, so its client's first body byte comes late by design.
+- **origin CPU s**, **edges' CPU s**: user + system CPU time of the origin, and of all N edges
+  together, from sending the requests until the last response was complete; **CPU N busy**:
+  that core's non-idle share over the same time (from /proc/stat).
+- **other origin requests**: anything else the origin logged during the sample (nothing is
+  expected).
+
+{gossip_detail_table(samples)}
+
+## Method and notes
+
+- Per sample: a new {size} blob of random bytes is pushed to the origin's `{REPO}` through the
+  OCI API (POST /v2/{REPO}/blobs/uploads/, then PUT Location?digest=) and read back from it
+  once (checked; this also leaves it in the origin's page cache alike for every sample); then N
+  edges start with empty caches and the run waits until each answers `/readyz` 200 (it holds
+  the origin's signing keys) and the origin's log has been quiet for {EDGE_SETTLE:.0f} s. Then one
+  `GET /v2/{REPO}/blobs/<digest>` with the token goes to each edge at the same moment, from
+  the benchmark's own process (asyncio, raw HTTP/1.1, `Connection: close`). Once every
+  response is complete the origin's log is read until quiet for {EDGE_SETTLE:.0f} s, its `/metrics`
+  and every edge's `/metrics` are read, and the edges are stopped (SIGTERM) and their caches
+  removed.
+- Cooperation, as the edges implement it: each digest has a home edge (rendezvous hashing over
+  the region's healthy edges); on a miss an edge asks the home edge first, with the client's
+  token and `X-Wharf-Hop: 1`, and the home edge fills from the origin (once, however many ask);
+  without it (`cooperate = false`) every edge fills from the origin itself.
+- Any non-200 response, short body or wrong sha256 fails the run; a disagreement between the
+  origin's log, its /metrics GET count and the edges' counters, or a failed fill, is logged as
+  a warning and shown in the aims' last row.
+"""
+
+
+def gossip_main(args: argparse.Namespace) -> int:
+    """--gossip: origin egress for one blob asked of N edges at once; see bench/README.md."""
+    started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
+    scratch = start_run(args, ("taskset", "curl"))
+    # The benchmark's own work (pushing, the clients, checking bytes) is client work.
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    origin = wharf_origin("origin", scratch / "origin", wharf_version())
+    samples: list[GossipSample] = []
+    try:
+        with running({"origin": origin}, scratch):
+            asyncio.run(log_in(origin, scratch / "origin"))
+            assert origin.log_path is not None
+            origin_log = WharfAccessLog(origin.log_path)
+            log(
+                f"origin up, token for {REPO}; {args.repeats} repetition(s) of N = "
+                f"{', '.join(map(str, args.edge_counts))} edges, cooperation on and off, "
+                f"{args.blob_bytes // MiB} MiB blobs"
+            )
+            samples = measure_gossip(origin, origin_log, scratch, args)
+    except BaseException:
+        log(f"FAILED; scratch kept at {scratch} (server logs *.log)")
+        raise
+    else:
+        if not args.keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            log(f"scratch kept at {scratch}")
+    elapsed = time.perf_counter() - t0
+    for text in (
+        gossip_aims_table(samples, args),
+        gossip_table(samples, args),
+        gossip_detail_table(samples),
+    ):
+        print(text)
+        print()
+    if args.output is not None:
+        args.output.write_text(gossip_markdown(samples, origin, args, started, elapsed))
+        log(f"wrote {args.output}")
+    log(f"done in {elapsed:.0f} s")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -2631,13 +3291,19 @@ def main() -> int:
         "(writes bench/RESULTS-edge.md)",
     )
     parser.add_argument(
+        "--gossip",
+        action="store_true",
+        help="instead: origin egress for one blob asked of N = 4 and 8 edges of a region at "
+        "once, cooperating or not (writes bench/RESULTS-gossip.md)",
+    )
+    parser.add_argument(
         "--keep-scratch", action="store_true", help="keep the scratch directory (data, logs)"
     )
     parser.add_argument(
         "--output",
         type=Path,
         help="results file (default bench/RESULTS.md; --auth: RESULTS-auth.md, --edge: "
-        "RESULTS-edge.md)",
+        "RESULTS-edge.md, --gossip: RESULTS-gossip.md)",
     )
     parser.add_argument(
         "--only",
@@ -2646,14 +3312,29 @@ def main() -> int:
         help="measure only these servers (repeatable; the table needs all three)",
     )
     args = parser.parse_args()
-    if args.auth and args.edge:
-        parser.error("--auth and --edge are separate runs")
-    if (args.auth or args.edge) and args.only:
-        parser.error("--only does not apply to --auth or --edge")
+    if args.auth + args.edge + args.gossip > 1:
+        parser.error("--auth, --edge and --gossip are separate runs")
+    if (args.auth or args.edge or args.gossip) and args.only:
+        parser.error("--only does not apply to --auth, --edge or --gossip")
     if args.output is None and not args.quick:
-        name = "RESULTS-auth.md" if args.auth else "RESULTS-edge.md" if args.edge else "RESULTS.md"
+        name = (
+            "RESULTS-auth.md"
+            if args.auth
+            else "RESULTS-edge.md"
+            if args.edge
+            else "RESULTS-gossip.md"
+            if args.gossip
+            else "RESULTS.md"
+        )
         args.output = ROOT / "bench" / name
-    if args.edge:
+    if args.gossip:
+        # One fresh blob per sample; each scenario (N edges, cooperating or not) args.repeats
+        # times, round-robin.
+        if args.quick:
+            args.blob_bytes, args.edge_counts, args.repeats = 16 * MiB, (4,), 1
+        else:
+            args.blob_bytes, args.edge_counts, args.repeats = BIG_BLOB_BYTES, (4, 8), 3
+    elif args.edge:
         # big_bytes: the hit blob; cold_*: one fresh blob per cold round; herd_*: one fresh
         # blob per repetition of the concurrent-miss test, each with herd_clients clients.
         args.herd_clients = 50
@@ -2690,6 +3371,8 @@ def main() -> int:
         return auth_main(args)
     if args.edge:
         return edge_main(args)
+    if args.gossip:
+        return gossip_main(args)
     started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
     scratch = start_run(
         args, ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry")
