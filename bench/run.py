@@ -2496,9 +2496,9 @@ Cold pulls, each round (first byte / total; the upstream's GETs and HEADs of the
   starts one background fetch into its storage, and streams each client's bytes from a GET of
   its own (so the upstream sends the whole blob once per client, and once more); requests that
   arrive after the background fetch is stored are served from storage.
-- The edge holds a fill's last byte back until the blob is verified, fsynced, moved into its
-  store and indexed, so a cold pull's total time includes that commit (an fsync of the whole
-  blob among it); its first byte leaves as soon as the upstream has answered.
+- The edge holds a fill's last byte back until the whole blob has been hashed and matches its
+  digest (it syncs and commits the file after the client has its last byte); its first byte
+  leaves as soon as the upstream has answered.
 - The edge with a public mirror checks no token; with the origin as upstream it would verify
   the client's token offline (no origin request on hits) and send it along on misses.
 """
@@ -3102,18 +3102,16 @@ order reversed every other repetition); each sample on a new blob and new edges.
   sent, and its `bytes_out` is the response's Content-Length (what aiohttp's access logger
   sees: exact for a transfer that completed); that every transfer completed is checked against
   the edges' side, the sum over the edges of `wharf_edge_filled_bytes_total{{source="upstream"}}`
-  (bytes fetched from the origin, counted only once the digest verified and the blob was
-  committed), which must be equal, with no fill failure (the aims' last row). The origin's
+  (bytes fetched from the origin, counted only once their digest verified), which must be equal, with no fill failure (the aims' last row). The origin's
   Prometheus counter `wharf_origin_http_sent_bytes_total{{route="{ORIGIN_BLOB_ROUTE}"}}` is
   shown beside it in the details (its delta over the sample) but is not the measure: it is per
-  route, not per blob, and it adds every response's Content-Length, HEAD responses' included
-  (a HEAD of a blob adds the blob's size though no body is sent).
+  route, not per blob, and it adds every response's Content-Length.
 - **egress / blob size**: the egress ratio; {GOSSIP_AIM:.2f} means the origin sent the blob once.
 - **all edges served the whole blob**: from the moment the N requests left (all within a
   millisecond or so, on connections opened beforehand) until the last byte of the last
   response, every response read whole and checked (status 200, size, sha256). An edge holds
-  a fill's last byte back until the blob is verified, fsynced and committed, so this is also
-  when the last edge has the blob. **first edge done**: the same for the first one.
+  a fill's last byte back until the blob is verified (a peer's bytes: until the edge has
+  committed them). **first edge done**: the same for the first one.
 - **edges that filled from the origin / from a peer**: edges whose
   `wharf_edge_filled_bytes_total` moved for source `upstream` (the origin) or `peer`.
 

@@ -223,12 +223,12 @@ class EdgeBlobs:
             hexdigest = hasher.hexdigest()
             if hexdigest != ask.digest.encoded:
                 raise FillFailed(f"the {kind} sent bytes of another digest", 502)
+            self.metrics.filled.labels(kind).inc(size)  # counted once verified
             if kind == "upstream":  # a peer's bytes wait for their release after this returns
                 await fill.verified()  # verified: clients finish now, the cache syncs after
             await fill.sync()
             await self.store.admit(upload_id, ask.digest, hexdigest)
             self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
-            self.metrics.filled.labels(kind).inc(size)
         except Unreachable as exc:
             self.metrics.fill_failures.labels("unreachable").inc()
             raise FillFailed(str(exc), 502) from None
