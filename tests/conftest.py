@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app
 from origin.config import OriginConfig
+from tests.edges import Upstream, start_origin
 from tests.process import OriginProcess
 from tests.support import Client, admin_auth
 
@@ -41,3 +42,12 @@ async def origin_process(tmp_path: Path) -> AsyncIterator[OriginProcess]:
     await process.start()
     yield process
     await process.stop()
+
+
+@pytest.fixture
+async def upstream(origin_config: OriginConfig) -> AsyncIterator[Upstream]:
+    """An origin in the test's loop that counts its blob GETs and can be told to misbehave:
+    the upstream of the edges under test."""
+    started = await start_origin(origin_config)
+    yield started
+    await started.server.close()

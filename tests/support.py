@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import socket
 import sqlite3
 import tarfile
 from collections.abc import Callable
@@ -283,3 +284,10 @@ async def token_for(client: Client | ClientSession, data_dir: Path, *scopes: str
     ) as r:
         assert r.status == 200, await r.text()
         return str((await r.json())["token"])
+
+
+def free_port() -> int:
+    """A loopback port free right now (for servers whose URL must be known before they start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

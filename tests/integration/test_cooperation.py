@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,24 +18,10 @@ from edge.keys import STORE
 from gossip.node import StaticPeer
 from gossip.ring import home_edge
 from ocicore.digest import Digest
-from origin.config import OriginConfig
-from tests.edges import Upstream, settled, start_edge, start_origin
-from tests.support import push_blob, registry_auth
+from tests.edges import Upstream, settled, start_edge
+from tests.support import free_port, push_blob, registry_auth
 
 MiB = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def upstream(origin_config: OriginConfig) -> AsyncIterator[Upstream]:
-    started = await start_origin(origin_config)
-    yield started
-    await started.server.close()
 
 
 @pytest.fixture

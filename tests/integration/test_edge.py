@@ -32,13 +32,6 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-async def upstream(origin_config: OriginConfig) -> AsyncIterator[Upstream]:
-    started = await start_origin(origin_config)
-    yield started
-    await started.server.close()
-
-
-@pytest.fixture
 async def edge(upstream: Upstream, tmp_path: Path) -> AsyncIterator[TestServer]:
     server = await start_edge(upstream, tmp_path / "edge")
     yield server

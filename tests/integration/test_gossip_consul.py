@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,9 @@ from origin.app import create_app as create_origin
 from origin.config import OriginConfig
 from tests.consul_double import ConsulDouble
 from tests.process import EdgeProcess
+from tests.support import free_port
 
 pytestmark = pytest.mark.fault
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ provider built on authlib): a browser's round trip, a provisioned user, tokens t
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +14,7 @@ from origin.app import create_app
 from origin.auth.oidc import OidcConfig
 from origin.config import OriginConfig
 from tests.oidc_idp import IDP_WARNINGS, MockIdp, running_idp
-from tests.support import Client
+from tests.support import Client, free_port
 
 pytestmark = IDP_WARNINGS
 
@@ -24,12 +23,6 @@ pytestmark = IDP_WARNINGS
 def idp() -> Iterator[MockIdp]:
     with running_idp() as provider:
         yield provider
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -17,12 +18,6 @@ def podman_storage() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="wharf-podman-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

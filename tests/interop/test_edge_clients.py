@@ -5,26 +5,17 @@ as an upstream the edge mirrors."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from edge.config import Mirror
-from origin.config import OriginConfig
-from tests.edges import Upstream, start_edge, start_origin
+from tests.edges import Upstream, start_edge
 from tests.interop.clients import attempt, layers, podman, run, skopeo_copy
 from tests.support import write_oci_layout
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture
-async def upstream(origin_config: OriginConfig) -> AsyncIterator[Upstream]:
-    started = await start_origin(origin_config)
-    yield started
-    await started.server.close()
 
 
 def host_of(server: TestServer | Upstream) -> str:
