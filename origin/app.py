@@ -55,6 +55,7 @@ from origin.keys import (
     SENDFILE,
     SIGNING_KEYS,
     TOKENS,
+    TORRENTS,
     UPLOADS,
     VERIFIER,
 )
@@ -64,6 +65,7 @@ from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
 from origin.registry.cache import ReadCache
 from origin.registry.manifests import ManifestService
+from origin.registry.torrents import TorrentService
 from origin.registry.uploads import UploadService
 
 _log = structlog.get_logger("wharf.origin")
@@ -92,6 +94,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[MANIFESTS] = ManifestService(
         meta, blobs, ReadCache(config.cache_entries, config.cache_ttl_seconds)
     )
+    app[TORRENTS] = TorrentService(blobs, config.data_dir / "torrents")
     yield
     await engine.dispose()
 

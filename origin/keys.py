@@ -18,6 +18,7 @@ from origin.config import OriginConfig
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
 from origin.registry.manifests import ManifestService
+from origin.registry.torrents import TorrentService
 from origin.registry.uploads import UploadService
 
 CONFIG = web.AppKey("config", OriginConfig)
@@ -35,3 +36,4 @@ PEOPLE = web.AppKey("people", People)
 ORGANIZATIONS = web.AppKey("organizations", Organizations)
 REPOSITORIES = web.AppKey("repositories", Repositories)
 OIDC = web.AppKey("oidc", OidcProvider)
+TORRENTS = web.AppKey("torrents", TorrentService)

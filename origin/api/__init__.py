@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from origin.api import blobs, listing, manifests, uploads
+from origin.api import blobs, listing, manifests, torrents, uploads
 
 NAME = "{name:[^{}]+}"
 
@@ -29,5 +29,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"/v2/{NAME}/tags/list", listing.tags)
     r.add_get(f"/v2/{NAME}/referrers/{{digest}}", listing.referrers)
     r.add_get("/v2/_catalog", listing.catalog)
+    r.add_get(f"/v2/{NAME}/_wharf/torrents/{{digest}}", torrents.get)
     r.add_delete(f"/v2/{NAME}/manifests/{{reference}}", manifests.delete)
     r.add_delete(f"/v2/{NAME}/blobs/{{digest}}", blobs.delete)
