@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from gossip.node import NodeSettings, StaticPeer
-from ocicore import settings
 from ocicore.settings import ServerSettings
 
 GiB = 1 << 30
@@ -65,6 +65,9 @@ class EdgeConfig(NodeSettings, ServerSettings):
     mirrors: tuple[Mirror, ...] = ()
     cooperate: bool = True  # on a miss, ask the digest's home edge in the region first
 
+    table: ClassVar[str] = "edge"
+    tables: ClassVar[Mapping[str, Any]] = MappingProxyType({"mirrors": Mirror, "peers": StaticPeer})
+
     def __post_init__(self) -> None:
         if not self.origin.startswith(("http://", "https://")):
             raise ValueError(f"origin must be an http(s) URL: {self.origin!r}")
@@ -83,13 +86,3 @@ class EdgeConfig(NodeSettings, ServerSettings):
     @property
     def realm(self) -> str:
         return self.auth_realm or f"{self.origin.rstrip('/')}/auth/token"
-
-    @classmethod
-    def load(
-        cls,
-        file: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> EdgeConfig:
-        tables = {"mirrors": Mirror, "peers": StaticPeer}
-        return settings.load(cls, "edge", file, env, overrides, tables)

@@ -14,9 +14,11 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
+S = TypeVar("S", bound="ServerSettings")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -53,6 +55,17 @@ class ServerSettings:
 
     listen: str
     log_level: str
+    table: ClassVar[str]  # "origin", "edge": its table in the file, its WHARF_<TABLE>_ prefix
+    tables: ClassVar[Mapping[str, Any]] = MappingProxyType({})  # nested tables, by field
+
+    @classmethod
+    def load(
+        cls: type[S],
+        file: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> S:
+        return load(cls, cls.table, file, env, overrides, cls.tables)
 
     def check(self, positive: Sequence[str]) -> None:
         parse_listen(self.listen)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from gossip.node import NodeSettings, StaticPeer
-from ocicore import settings
 from ocicore.settings import ServerSettings
 from origin.auth.ldap import LdapConfig
 from origin.auth.oidc import OidcConfig
@@ -57,6 +57,11 @@ class OriginConfig(NodeSettings, ServerSettings):
     ldap: LdapConfig | None = None
     oidc: OidcConfig | None = None
 
+    table: ClassVar[str] = "origin"
+    tables: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {"ldap": LdapConfig, "oidc": OidcConfig, "peers": StaticPeer}
+    )
+
     def __post_init__(self) -> None:
         self.check(
             (
@@ -82,15 +87,3 @@ class OriginConfig(NodeSettings, ServerSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'metadata.db'}"
-
-    @classmethod
-    def load(
-        cls,
-        file: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> OriginConfig:
-        return settings.load(cls, "origin", file, env, overrides, _PROVIDERS)
-
-
-_PROVIDERS: dict[str, Any] = {"ldap": LdapConfig, "oidc": OidcConfig, "peers": StaticPeer}
