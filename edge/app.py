@@ -19,9 +19,10 @@ from edge import api
 from edge.blobs import Ask, EdgeBlobs
 from edge.config import EdgeConfig
 from edge.jwks import OriginKeys
-from edge.keys import BLOBS, CONFIG, MANIFESTS, ORIGIN_KEYS, STORE, UPSTREAMS
+from edge.keys import BLOBS, CONFIG, MANIFESTS, ORIGIN_KEYS, SEEDER, STORE, UPSTREAMS
 from edge.manifests import EdgeManifests
 from edge.metrics import EdgeMetrics
+from edge.seeding import Seeder
 from edge.store import BlobStore
 from edge.upstream import Upstream, Upstreams
 from gossip import web as gossip_web
@@ -31,6 +32,7 @@ from ocicore.auth.enforce import Need, bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.fills import Fills
 from ocicore.tasks import repeat, running
+from ocicore.torrent import Swarm
 from ocicore.web.health import Readiness, add_health_routes
 from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
@@ -119,6 +121,25 @@ def _home_of(app: web.Application) -> Callable[[Ask], Upstream | None]:
     return home_of
 
 
+async def _swarm(app: web.Application) -> AsyncIterator[None]:
+    """Seed the large blobs this edge holds (when ``swarm_listen`` is set)."""
+    config = app[CONFIG]
+    if not config.swarm_listen:
+        yield
+        return
+    swarm = Swarm(config.swarm_listen)
+    store = app[STORE]
+    seeder = Seeder(store, swarm, config.data_dir / "torrents", config.swarm_threshold_bytes)
+    app[SEEDER] = seeder
+    store.evict_listeners.append(seeder.evicted)
+    app[BLOBS].on_commit.append(seeder.add)
+    await seeder.resume()
+    try:
+        yield
+    finally:
+        swarm.close()
+
+
 def _verifier(app: web.Application) -> TokenVerifier:
     return app[ORIGIN_KEYS].verifier
 
@@ -155,7 +176,7 @@ def create_app(config: EdgeConfig) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = HttpMetrics.create("edge", CollectorRegistry())
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    app.cleanup_ctx.extend([_client, _origin_keys, _store, _membership])
+    app.cleanup_ctx.extend([_client, _origin_keys, _store, _swarm, _membership])
     add_health_routes(app, _readiness(app))
     app.router.add_get("/metrics", metrics_handler)
     api.add_routes(app)

@@ -13,7 +13,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,7 @@ class EdgeBlobs:
         home_of: Callable[[Ask], Upstream | None] = lambda ask: None,
     ) -> None:
         self.home_of = home_of
+        self.on_commit: list[Callable[[Digest], Awaitable[None]]] = []  # e.g. start seeding
         self.store = store
         self.fills = fills
         self.config = config
@@ -220,15 +221,7 @@ class EdgeBlobs:
                     await _append(fill, b"".join(pending), hasher)
             if fill.written != size:
                 raise FillFailed(f"the {kind} sent a short body", 502)
-            hexdigest = hasher.hexdigest()
-            if hexdigest != ask.digest.encoded:
-                raise FillFailed(f"the {kind} sent bytes of another digest", 502)
-            self.metrics.filled.labels(kind).inc(size)  # counted once verified
-            if kind == "upstream":  # a peer's bytes wait for their release after this returns
-                await fill.verified()  # verified: clients finish now, the cache syncs after
-            await fill.sync()
-            await self.store.admit(upload_id, ask.digest, hexdigest)
-            self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
+            await self._commit(fill, ask, upload_id, hasher.hexdigest(), kind)
         except Unreachable as exc:
             self.metrics.fill_failures.labels("unreachable").inc()
             raise FillFailed(str(exc), 502) from None
@@ -238,6 +231,21 @@ class EdgeBlobs:
         except (ConnectionError, OSError) as exc:
             self.metrics.fill_failures.labels("interrupted").inc()
             raise FillFailed(f"the {kind} broke off: {type(exc).__name__}", 502) from None
+
+    async def _commit(
+        self, fill: Fill, ask: Ask, upload_id: str, hexdigest: str, kind: str
+    ) -> None:
+        """Check the digest, let clients finish, then sync, store and announce the blob."""
+        if hexdigest != ask.digest.encoded:
+            raise FillFailed(f"the {kind} sent bytes of another digest", 502)
+        self.metrics.filled.labels(kind).inc(fill.written)  # counted once verified
+        if kind == "upstream":  # a peer's bytes wait for their release after this returns
+            await fill.verified()  # verified: clients finish now, the cache syncs after
+        await fill.sync()
+        await self.store.admit(upload_id, ask.digest, hexdigest)
+        self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
+        for listener in self.on_commit:
+            await listener(ask.digest)
 
     async def _head_upstream(self, ask: Ask, headers: dict[str, str]) -> web.Response:
         try:

@@ -64,6 +64,8 @@ class EdgeConfig(NodeSettings, ServerSettings):
     shutdown_timeout_seconds: float = 30.0
     mirrors: tuple[Mirror, ...] = ()
     cooperate: bool = True  # on a miss, ask the digest's home edge in the region first
+    swarm_listen: str = ""  # BitTorrent HOST:PORT (port 0: any); empty: no swarm
+    swarm_threshold_bytes: int = 64 << 20  # blobs this large or larger are seeded
 
     table: ClassVar[str] = "edge"
     tables: ClassVar[Mapping[str, Any]] = MappingProxyType({"mirrors": Mirror, "peers": StaticPeer})

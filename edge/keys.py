@@ -8,6 +8,7 @@ from edge.blobs import EdgeBlobs
 from edge.config import EdgeConfig
 from edge.jwks import OriginKeys
 from edge.manifests import EdgeManifests
+from edge.seeding import Seeder
 from edge.store import BlobStore
 from edge.upstream import Upstreams
 
@@ -17,3 +18,4 @@ UPSTREAMS = web.AppKey("upstreams", Upstreams)
 BLOBS = web.AppKey("blobs", EdgeBlobs)
 MANIFESTS = web.AppKey("manifests", EdgeManifests)
 ORIGIN_KEYS = web.AppKey("origin_keys", OriginKeys)
+SEEDER = web.AppKey("seeder", Seeder)

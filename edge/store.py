@@ -47,6 +47,7 @@ class BlobStore:
         self._dirty: set[str] = set()
         self.total = 0
         self.on_evict: Callable[[], None] = lambda: None
+        self.evict_listeners: list[Callable[[str], None]] = []
 
     # -- start and stop ----------------------------------------------------------------------
     def load(self) -> None:
@@ -137,6 +138,9 @@ class BlobStore:
         self._entries[key] = Entry(size, time.time())
         await asyncio.to_thread(self.index.set, f"blob:{key}", (size, time.time()))
         victims = self.evict()  # chosen on the event loop, where readers come and go
+        for victim in victims:
+            for listener in self.evict_listeners:
+                listener(victim)
         if victims:
             await asyncio.to_thread(self.remove, victims)
         return size
