@@ -33,29 +33,31 @@ async def test_a_fill_killed_half_way_leaves_nothing_servable(
 
     edge = EdgeProcess(origin_process.url, tmp_path / "edge", tmp_path / "edge.log")
     await edge.start()
-    async with (
-        aiohttp.ClientSession(base_url=edge.url, middlewares=(auth,)) as http,
-        http.get(f"/v2/team/big/blobs/{digest}") as r,
-    ):
-        assert r.status == 200  # headers go out as soon as the origin answers: the fill has
-        await edge.kill()  # barely begun. SIGKILL: no cleanup, no flush
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await r.read()
-    committed = tmp_path / "edge" / "blobs" / "sha256" / digest[7:9] / digest[7:]
-    assert not committed.exists()  # the partial bytes never became a blob
+    try:
+        async with (
+            aiohttp.ClientSession(base_url=edge.url, middlewares=(auth,)) as http,
+            http.get(f"/v2/team/big/blobs/{digest}") as r,
+        ):
+            assert r.status == 200  # headers go out as soon as the origin answers: the fill has
+            await edge.kill()  # barely begun. SIGKILL: no cleanup, no flush
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await r.read()
+        committed = tmp_path / "edge" / "blobs" / "sha256" / digest[7:9] / digest[7:]
+        assert not committed.exists()  # the partial bytes never became a blob
 
-    await edge.start()  # the same data dir
-    async with aiohttp.ClientSession(base_url=edge.url, middlewares=(auth,)) as http:
-        hasher = hashlib.sha256()
-        async with http.get(f"/v2/team/big/blobs/{digest}") as r:
-            assert r.status == 200
-            async for chunk in r.content.iter_chunked(MiB):
-                hasher.update(chunk)
-    assert f"sha256:{hasher.hexdigest()}" == digest
-    for _ in range(100):  # the download ends once verified; the commit follows
-        if committed.exists():
-            break
-        await asyncio.sleep(0.05)
-    assert committed.stat().st_size == len(data)
-    assert list((tmp_path / "edge" / "uploads").iterdir()) == []  # the dead fill's file is gone
-    await edge.stop()
+        await edge.start()  # the same data dir
+        async with aiohttp.ClientSession(base_url=edge.url, middlewares=(auth,)) as http:
+            hasher = hashlib.sha256()
+            async with http.get(f"/v2/team/big/blobs/{digest}") as r:
+                assert r.status == 200
+                async for chunk in r.content.iter_chunked(MiB):
+                    hasher.update(chunk)
+        assert f"sha256:{hasher.hexdigest()}" == digest
+        for _ in range(100):  # the download ends once verified; the commit follows
+            if committed.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert committed.stat().st_size == len(data)
+        assert list((tmp_path / "edge" / "uploads").iterdir()) == []  # the dead fill's file is gone
+    finally:
+        await edge.stop_quietly()
