@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wharf import admin, members
 
@@ -58,36 +58,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config(args: argparse.Namespace, load: Any, names: tuple[str, ...]) -> Any:
+    """A server's settings: its file (``--config``), WHARF_* variables, then these flags."""
+    return load(file=args.config, env=os.environ, overrides={n: getattr(args, n) for n in names})
+
+
 def _origin_config(args: argparse.Namespace) -> OriginConfig:
     from origin.config import OriginConfig  # noqa: PLC0415 - the server's imports cost seconds
 
-    return OriginConfig.load(
-        file=args.config,
-        env=os.environ,
-        overrides={
-            "listen": args.listen,
-            "data_dir": args.data_dir,
-            "database_url": args.database_url,
-            "log_level": args.log_level,
-        },
-    )
+    names = ("listen", "data_dir", "database_url", "log_level")
+    config: OriginConfig = _config(args, OriginConfig.load, names)
+    return config
 
 
 def _edge_config(args: argparse.Namespace) -> EdgeConfig:
     from edge.config import EdgeConfig  # noqa: PLC0415 - the server's imports cost seconds
 
-    return EdgeConfig.load(
-        file=args.config,
-        env=os.environ,
-        overrides={
-            "listen": args.listen,
-            "origin": args.origin,
-            "data_dir": args.data_dir,
-            "cache_size": args.cache_size,
-            "region": args.region,
-            "log_level": args.log_level,
-        },
-    )
+    names = ("listen", "origin", "data_dir", "cache_size", "region", "log_level")
+    config: EdgeConfig = _config(args, EdgeConfig.load, names)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> None:
