@@ -376,3 +376,23 @@ async def test_an_admin_rotates_a_leaked_signing_key(origin: Client, root: Auth)
         False,
         True,
     ]
+
+
+@pytest.mark.parametrize(
+    ("form", "status"),
+    [
+        ({"grant_type": "magic", "client_id": "c"}, 403),
+        ({"grant_type": "refresh_token", "refresh_token": "wharf_rt_1_nope"}, 403),  # no client
+        ({"grant_type": "refresh_token", "refresh_token": "x" * 40, "client_id": "c"}, 401),
+        ({"grant_type": "password", "username": "admin", "client_id": "c"}, 403),
+        ({"grant_type": "password", "client_id": "c", "junk": "y" * 20_000}, 413),
+    ],
+)
+async def test_bad_token_forms_change_nothing(
+    origin: Client, origin_config: OriginConfig, form: dict[str, str], status: int
+) -> None:
+    before = snapshot(origin_config.data_dir)
+    async with origin.post("/auth/token", data=form, middlewares=()) as r:
+        assert r.status == status
+        assert '"refresh_token":' not in await r.text()  # no token handed out
+    assert snapshot(origin_config.data_dir) == before

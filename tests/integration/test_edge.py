@@ -385,3 +385,26 @@ async def test_clients_arriving_together_share_one_manifest_round_trip(
         )
     assert bodies == [image.manifest] * 30
     assert (upstream.blob_gets["HEAD v1"], upstream.blob_gets["GET v1"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/v2/Team/App/blobs/sha256:" + "a" * 64, "NAME_INVALID"),
+        ("/v2/team/app/blobs/sha256:xyz", "DIGEST_INVALID"),
+        ("/v2/team/app/manifests/" + "t" * 200, "MANIFEST_INVALID"),
+    ],
+)
+async def test_bad_requests_at_the_edge_change_nothing(
+    upstream: Upstream, edge: TestServer, path: str, code: str
+) -> None:
+    assert edge.app is not None
+    store = edge.app[STORE]
+    before = (store.total, len(store), sorted(str(p) for p in store.files.root.rglob("*")))
+    async with session(edge, upstream) as client, client.get(path) as r:
+        assert r.status in (400, 401)
+        if r.status == 400:
+            assert (await r.json())["errors"][0]["code"] == code
+    after = (store.total, len(store), sorted(str(p) for p in store.files.root.rglob("*")))
+    assert after == before
+    assert sum(upstream.blob_gets.values()) == 0  # nothing was asked of the origin
