@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.blobs import HOP, Ask
-from edge.keys import BLOBS, MANIFESTS, UPSTREAMS
+from edge.blobs import Ask
+from edge.keys import BLOBS, MANIFESTS, SWARM, UPSTREAMS
 from edge.manifests import ACCEPT, ManifestAsk
+from edge.swarm import HOP, PORT
 from edge.upstream import Route, Unreachable
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
@@ -37,6 +38,24 @@ async def blob(request: web.Request) -> web.StreamResponse:
         hop=HOP in request.headers,
     )
     return await request.app[BLOBS].serve(request, ask)
+
+
+async def torrent(request: web.Request) -> web.Response:
+    """``GET /v2/<name>/_wharf/torrents/<digest>``: an edge asks this one to join the swarm
+    for a blob; the metainfo, and the port where this edge's swarm listens."""
+    ask = Ask(
+        _route(request),
+        request.match_info["name"],
+        Digest.parse(request.match_info["digest"]),
+        request.headers.get("Authorization"),
+        hop=True,
+    )
+    data = await request.app[BLOBS].torrent(ask)
+    return web.Response(
+        body=data,
+        content_type="application/x-bittorrent",
+        headers={PORT: str(request.app[SWARM].port)},
+    )
 
 
 async def manifest(request: web.Request) -> web.Response:
@@ -87,6 +106,7 @@ async def push(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"/v2/{NAME}/blobs/{{digest}}", blob)
+    r.add_get(f"/v2/{NAME}/_wharf/torrents/{{digest}}", torrent)
     r.add_get(f"/v2/{NAME}/manifests/{{reference}}", manifest)
     r.add_get("/v2/", base)
     r.add_get(f"/v2/{NAME}/tags/list", passthrough)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -19,20 +20,21 @@ from edge import api
 from edge.blobs import Ask, EdgeBlobs
 from edge.config import EdgeConfig
 from edge.jwks import OriginKeys
-from edge.keys import BLOBS, CONFIG, MANIFESTS, ORIGIN_KEYS, SEEDER, STORE, UPSTREAMS
+from edge.keys import BLOBS, CONFIG, MANIFESTS, ORIGIN_KEYS, SEEDER, STORE, SWARM, UPSTREAMS
 from edge.manifests import EdgeManifests
-from edge.metrics import EdgeMetrics
+from edge.metrics import EdgeMetrics, SwarmMetrics
 from edge.seeding import Seeder
 from edge.store import BlobStore
+from edge.swarm import EdgeSwarm
 from edge.upstream import Upstream, Upstreams
 from gossip import web as gossip_web
-from gossip.ring import home_edge
+from gossip.ring import by_distance, home_edge
 from gossip.web import MEMBERSHIP, SELF, membership_context
 from ocicore.auth.enforce import Need, bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.fills import Fills
 from ocicore.tasks import repeat, running
-from ocicore.torrent import Swarm
+from ocicore.torrent import Swarm, SwarmSettings
 from ocicore.web.health import Readiness, add_health_routes
 from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
@@ -122,22 +124,79 @@ def _home_of(app: web.Application) -> Callable[[Ask], Upstream | None]:
 
 
 async def _swarm(app: web.Application) -> AsyncIterator[None]:
-    """Seed the large blobs this edge holds (when ``swarm_listen`` is set)."""
+    """The BitTorrent swarm (unless ``swarm`` is off): large blobs are fetched through it,
+    and every large blob held is seeded."""
     config = app[CONFIG]
-    if not config.swarm_listen:
+    if not config.swarm:
         yield
         return
-    swarm = Swarm(config.swarm_listen)
-    store = app[STORE]
-    seeder = Seeder(store, swarm, config.data_dir / "torrents", config.swarm_threshold_bytes)
-    app[SEEDER] = seeder
+    swarm = Swarm(
+        SwarmSettings(
+            listen=config.swarm_address,
+            upload_rate=config.swarm_upload_bytes_per_second,
+            download_rate=config.swarm_download_bytes_per_second,
+            connections=config.swarm_connections,
+        )
+    )
+    app[SWARM] = swarm
+    store, blobs = app[STORE], app[BLOBS]
+    metrics = SwarmMetrics.create(app[METRICS].registry)
+    edge_swarm = EdgeSwarm(
+        swarm,
+        Seeder(
+            store,
+            swarm,
+            config.data_dir / "torrents",
+            config.swarm_threshold_bytes,
+            config.data_dir / "swarm",
+        ),
+        config,
+        metrics,
+        _neighbours(app),
+    )
+    await asyncio.to_thread(edge_swarm.clear)
+    seeder = app[SEEDER] = edge_swarm.seeder
     store.evict_listeners.append(seeder.evicted)
-    app[BLOBS].on_commit.append(seeder.add)
+    blobs.on_commit.append(seeder.add)
+    app[MANIFESTS].on_manifest.append(blobs.learn_sizes)
     await seeder.resume()
+    blobs.swarm = edge_swarm
+    swarm.on_ban = metrics.banned.inc
+    metrics.torrents.set_function(lambda: len(swarm.active))
+    sent = 0
+
+    async def observe() -> None:
+        nonlocal sent
+        stats = swarm.stats
+        metrics.sent.inc(max(stats.sent - sent, 0))
+        sent = stats.sent
+        metrics.peers.set(stats.peers)
+        swarm.report()  # fresh counters for the next round
+
     try:
-        yield
+        async with running(swarm_stats=repeat(observe, 1.0, "swarm-stats", 1.0)):
+            yield
     finally:
+        blobs.swarm = None
+        await app[BLOBS].fills.close()  # no fill may outlive the session it uses
         swarm.close()
+
+
+def _neighbours(app: web.Application) -> Callable[[], list[tuple[str, int]]]:
+    """Other edges' swarm addresses, from gossip: nearest first, at most 16."""
+
+    def neighbours() -> list[tuple[str, int]]:
+        membership, me = app.get(MEMBERSHIP), app.get(SELF)
+        if membership is None or me is None:
+            return []
+        found = []
+        for peer in by_distance(me, membership.peers()):
+            host = urlsplit(peer.api_url).hostname
+            if peer.role == "edge" and peer.id != me.id and peer.torrent_port and host:
+                found.append((host, peer.torrent_port))
+        return found[:16]
+
+    return neighbours
 
 
 def _verifier(app: web.Application) -> TokenVerifier:
@@ -162,7 +221,10 @@ def _readiness(app: web.Application) -> Readiness:
 
 
 _membership = membership_context(
-    "edge", lambda app: app[CONFIG], lambda app: f"http://{app[CONFIG].host}:{app[CONFIG].port}"
+    "edge",
+    lambda app: app[CONFIG],
+    lambda app: f"http://{app[CONFIG].host}:{app[CONFIG].port}",
+    lambda app: app[SWARM].port if SWARM in app else 0,
 )
 
 

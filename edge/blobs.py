@@ -10,6 +10,8 @@ arrive; if the fill fails the client's transfer is cut, never completed short.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import time
 import uuid
@@ -19,11 +21,12 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from edge.config import EdgeConfig
 from edge.metrics import EdgeMetrics
 from edge.store import BlobStore
+from edge.swarm import HOP, EdgeSwarm, Want
 from edge.upstream import Route, Unreachable, Upstream
 from ocicore.digest import Digest, Hasher
 from ocicore.errors import ErrorCode, OCIError
@@ -32,9 +35,7 @@ from ocicore.web.sendfile import BlobFileResponse, SendfilePool
 
 BATCH = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d{1,19})-(\d{0,19})$")
-
-
-HOP = "X-Wharf-Hop"  # set by an edge asking a peer: the peer goes to the upstream itself
+_CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,25 @@ class EdgeBlobs:
             maxsize=100_000, ttl=config.not_found_ttl_seconds
         )
         self._fill_repository: dict[str, str] = {}
+        self.swarm: EdgeSwarm | None = None  # set when the swarm starts
+        # Sizes of layers named by manifests that passed through: whether a blob is large
+        # enough for the swarm is known without asking the upstream.
+        self._sizes: LRUCache[str, int] = LRUCache(100_000)
+
+    def learn_sizes(self, manifest: bytes) -> None:
+        """Note the sizes of the blobs a manifest names (a hint: the metainfo decides)."""
+        try:
+            body = json.loads(manifest)
+        except ValueError:
+            return
+        if not isinstance(body, dict):
+            return
+        layers = body.get("layers")
+        for descriptor in [*(layers if isinstance(layers, list) else []), body.get("config")]:
+            if isinstance(descriptor, dict):
+                digest, size = descriptor.get("digest"), descriptor.get("size")
+                if isinstance(digest, str) and isinstance(size, int) and size >= 0:
+                    self._sizes[digest] = size
 
     # -- which repository holds what -----------------------------------------------------------
     async def confirm(self, ask: Ask) -> None:
@@ -138,6 +158,41 @@ class EdgeBlobs:
             raise _error(exc, ask) from None
         return await self._stream(request, fill, head, headers)
 
+    async def torrent(self, ask: Ask) -> bytes:
+        """A peer asks this edge to join the swarm for a blob (its home edge, usually): the
+        blob's metainfo once this edge seeds it or fetches it through the swarm."""
+        swarm = self.swarm
+        if swarm is None or ask.route.upstream.mirror is not None:
+            raise OCIError(ErrorCode.BLOB_UNKNOWN, "this edge shares no blobs of this upstream")
+        digest = str(ask.digest)
+        if self.store.size(ask.digest) is not None:
+            await self.confirm(ask)
+            known = swarm.known(digest)
+            if known is None:
+                raise OCIError(ErrorCode.BLOB_UNKNOWN, "this edge does not seed it")
+            return known
+        fill = self._join(ask)
+        if self._fill_repository.get(fill.key) != f"{ask.route.upstream.label}:{ask.route.name}":
+            await self.confirm(ask)
+        joined = asyncio.ensure_future(swarm.joined(digest))
+        ended = asyncio.ensure_future(fill.wait())
+        try:
+            await asyncio.wait(
+                {joined, ended},
+                timeout=self.config.header_timeout_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for task in (joined, ended):
+                task.cancel()
+            await asyncio.wait({joined, ended})
+        if joined.cancelled() or joined.exception() is not None:
+            swarm.forget_waiters(digest)
+            if not ended.cancelled() and isinstance(ended.exception(), FillFailed):
+                raise _error(ended.exception(), ask)  # type: ignore[arg-type]
+            raise OCIError(ErrorCode.BLOB_UNKNOWN, "this edge does not fetch it through the swarm")
+        return joined.result()
+
     def _join(self, ask: Ask) -> Fill:
         key = str(ask.digest)
         found = self.fills.get(key)
@@ -161,12 +216,16 @@ class EdgeBlobs:
         return fill
 
     async def _produce(self, fill: Fill, ask: Ask, upload_id: str) -> None:
-        """Fill from the digest's home edge in this region when that is another edge, and
-        from the upstream otherwise, or when the home edge fails or sends wrong bytes. A
-        peer's bytes are held from clients until verified, so a bad peer costs them only
-        latency."""
+        """Large blobs from the origin come through the swarm. Others come from the digest's
+        home edge in this region when that is another edge, and from the upstream otherwise,
+        or when the home edge fails or sends wrong bytes. A peer's bytes are held from clients
+        until verified, so a bad peer costs them only latency."""
         self.metrics.fills_in_flight.inc()
         try:
+            swarm = self.swarm if ask.route.upstream.mirror is None else None
+            if swarm is not None and swarm.wants(await self._size(ask)):
+                await self._through_swarm(fill, ask, upload_id, swarm)
+                return
             home = None if ask.hop else self.home_of(ask)
             if home is not None:
                 fill.hold()
@@ -184,13 +243,73 @@ class EdgeBlobs:
             self.metrics.fills_in_flight.dec()
             self._fill_repository.pop(str(ask.digest), None)
 
+    async def _size(self, ask: Ask) -> int | None:
+        """The blob's size: from a manifest seen, or the upstream's HEAD (None: unknown)."""
+        known = self._sizes.get(str(ask.digest))
+        if known is not None:
+            return known
+        try:
+            async with ask.route.upstream.request("HEAD", ask.path, ask.auth, scope=ask.scope) as r:
+                status, length = r.status, r.headers.get("Content-Length", "")
+        except Unreachable:
+            return None  # the plain fill says what is wrong
+        if status == 404:
+            self._absent[(ask.route.name, str(ask.digest))] = True
+            self.metrics.fill_failures.labels("not_found").inc()
+            raise FillFailed("blob unknown", 404)
+        if status in (401, 403):
+            self.metrics.fill_failures.labels("refused").inc()
+            raise FillFailed("the upstream refused", status)
+        return int(length) if status == 200 and length.isdigit() else None
+
+    async def _through_swarm(self, fill: Fill, ask: Ask, upload_id: str, swarm: EdgeSwarm) -> None:
+        """Fetch through the swarm; if it stalls, the rest over HTTP from the origin."""
+        want = Want(
+            ask.route.upstream, ask.route.name, str(ask.digest), ask.digest.encoded, ask.auth
+        )
+        try:
+            torrent = await swarm.metainfo(want)
+        except Unreachable as exc:
+            self.metrics.fill_failures.labels("unreachable").inc()
+            raise FillFailed(str(exc), 502) from None
+        except FillFailed as exc:
+            if exc.status in (401, 403, 404):
+                raise
+            await self._fetch(fill, ask, upload_id, ask.route.upstream, "upstream")
+            return
+        home_edge = None if ask.hop else self.home_of(ask)
+        home = asyncio.create_task(swarm.poke(home_edge, want)) if home_edge else None
+        hasher = ask.digest.hasher()
+        if await swarm.fetch(fill, want, torrent, hasher, home):
+            swarm.adopt(want.digest, torrent)  # seeded already: on_commit finds it so
+            try:
+                await self._commit(fill, ask, upload_id, hasher.hexdigest(), "swarm")
+            except BaseException:
+                for listener in self.store.evict_listeners:
+                    listener(want.digest)  # forget the torrent
+                raise
+            return
+        await self._fetch(fill, ask, upload_id, ask.route.upstream, "upstream", hasher)
+        swarm.unlink(want.hexdigest)
+
     async def _fetch(
-        self, fill: Fill, ask: Ask, upload_id: str, source: Upstream, kind: str
+        self,
+        fill: Fill,
+        ask: Ask,
+        upload_id: str,
+        source: Upstream,
+        kind: str,
+        hasher: Hasher | None = None,
     ) -> None:
-        """Stream the blob from ``source`` into the fill, verify it and commit it."""
+        """Stream the blob from ``source`` into the fill, verify it and commit it. With
+        ``hasher``, the fill holds a verified prefix already (hashed into it): only the rest
+        is asked for, and the whole file is hashed again before the commit."""
         started = time.perf_counter()
         path = ask.path if kind == "upstream" else f"/v2/{ask.repository}/blobs/{ask.digest}"
-        headers = {HOP: "1"} if kind == "peer" else None
+        headers = {HOP: "1"} if kind == "peer" else {}
+        offset = fill.written if hasher is not None else 0
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         try:
             async with source.request("GET", path, ask.auth, headers, scope=ask.scope) as r:
                 self.metrics.upstream_latency.labels(source.label, "blob").observe(
@@ -202,13 +321,14 @@ class EdgeBlobs:
                     raise FillFailed("blob unknown", 404)
                 if r.status in (401, 403):
                     raise FillFailed("the upstream refused", r.status)
-                if r.status != 200 or r.content_length is None:
+                size = _size_of(r.status, r.content_length, r.headers.get("Content-Range"), offset)
+                if size is None:
                     raise FillFailed(f"the {kind} answered {r.status}", 502)
-                size = r.content_length
                 fill.begin(Head(size))
                 if (await fill.head()).size != size:
                     raise FillFailed(f"the {kind} announced another size", 502)
-                hasher = ask.digest.hasher()
+                recheck = hasher is not None
+                hasher = hasher or ask.digest.hasher()
                 pending: list[bytes] = []
                 pending_size = 0
                 async for chunk in r.content.iter_any():
@@ -221,7 +341,7 @@ class EdgeBlobs:
                     await _append(fill, b"".join(pending), hasher)
             if fill.written != size:
                 raise FillFailed(f"the {kind} sent a short body", 502)
-            await self._commit(fill, ask, upload_id, hasher.hexdigest(), kind)
+            await self._commit(fill, ask, upload_id, hasher.hexdigest(), kind, recheck)
         except Unreachable as exc:
             self.metrics.fill_failures.labels("unreachable").inc()
             raise FillFailed(str(exc), 502) from None
@@ -233,16 +353,29 @@ class EdgeBlobs:
             raise FillFailed(f"the {kind} broke off: {type(exc).__name__}", 502) from None
 
     async def _commit(
-        self, fill: Fill, ask: Ask, upload_id: str, hexdigest: str, kind: str
+        self,
+        fill: Fill,
+        ask: Ask,
+        upload_id: str,
+        hexdigest: str,
+        kind: str,
+        recheck: bool = False,
     ) -> None:
-        """Check the digest, let clients finish, then sync, store and announce the blob."""
+        """Check the digest, let clients finish, then sync, store and announce the blob
+        (``recheck``: hash the file on disk again, for one that had two writers)."""
         if hexdigest != ask.digest.encoded:
             raise FillFailed(f"the {kind} sent bytes of another digest", 502)
         self.metrics.filled.labels(kind).inc(fill.written)  # counted once verified
-        if kind == "upstream":  # a peer's bytes wait for their release after this returns
+        if kind != "peer":  # a peer's bytes wait for their release after this returns
             await fill.verified()  # verified: clients finish now, the cache syncs after
         await fill.sync()
-        await self.store.admit(upload_id, ask.digest, hexdigest)
+        upload = self.store.temp_path(upload_id)
+        if fill.path != upload:  # the swarm's file: the store commits a second name of it
+            await asyncio.to_thread(os.link, fill.path, upload)
+        try:
+            await self.store.admit(upload_id, ask.digest, None if recheck else hexdigest)
+        except OCIError:
+            raise FillFailed(f"the file the {kind} filled does not match its digest") from None
         self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
         for listener in self.on_commit:
             await listener(ask.digest)
@@ -283,6 +416,17 @@ class EdgeBlobs:
             self.metrics.served.labels("upstream").inc(sent)
         await response.write_eof()
         return response
+
+
+def _size_of(status: int, length: int | None, content_range: str | None, offset: int) -> int | None:
+    """The whole blob's size from a 200 (asked from 0) or a 206 from ``offset`` to the end."""
+    if offset == 0:
+        return length if status == 200 else None
+    match = _CONTENT_RANGE.match(content_range or "")
+    if status != 206 or length is None or match is None or int(match[1]) != offset:
+        return None
+    size = int(match[3])
+    return size if int(match[2]) == size - 1 and length == size - offset else None
 
 
 async def _append(fill: Fill, data: bytes, hasher: Hasher) -> None:

@@ -64,8 +64,16 @@ class EdgeConfig(NodeSettings, ServerSettings):
     shutdown_timeout_seconds: float = 30.0
     mirrors: tuple[Mirror, ...] = ()
     cooperate: bool = True  # on a miss, ask the digest's home edge in the region first
-    swarm_listen: str = ""  # BitTorrent HOST:PORT (port 0: any); empty: no swarm
-    swarm_threshold_bytes: int = 64 << 20  # blobs this large or larger are seeded
+    # BitTorrent among edges: blobs of at least swarm_threshold_bytes are fetched piece by
+    # piece from other edges (the origin as web seed when none has them) and seeded.
+    swarm: bool = True
+    swarm_listen: str = ""  # HOST:PORT (port 0: any free one); empty: the HTTP host, any port
+    swarm_threshold_bytes: int = 64 << 20
+    swarm_upload_bytes_per_second: int = 0  # to all peers together; 0: no limit
+    swarm_download_bytes_per_second: int = 0
+    swarm_connections: int = 200
+    # No new piece for this long: add the origin as web seed; again as long: plain HTTP.
+    swarm_stall_seconds: float = 5.0
 
     table: ClassVar[str] = "edge"
     tables: ClassVar[Mapping[str, Any]] = MappingProxyType({"mirrors": Mirror, "peers": StaticPeer})
@@ -82,8 +90,17 @@ class EdgeConfig(NodeSettings, ServerSettings):
                 "fill_timeout_seconds",
                 "header_timeout_seconds",
                 "jwks_refresh_seconds",
+                "swarm_connections",
+                "swarm_stall_seconds",
             )
         )
+
+    @property
+    def swarm_address(self) -> str:
+        """Where the swarm listens: ``swarm_listen``, or the HTTP host on any free port."""
+        if self.swarm_listen:
+            return self.swarm_listen
+        return f"[{self.host}]:0" if ":" in self.host else f"{self.host}:0"
 
     @property
     def realm(self) -> str:

@@ -11,6 +11,7 @@ from edge.manifests import EdgeManifests
 from edge.seeding import Seeder
 from edge.store import BlobStore
 from edge.upstream import Upstreams
+from ocicore.torrent import Swarm
 
 CONFIG = web.AppKey("config", EdgeConfig)
 STORE = web.AppKey("store", BlobStore)
@@ -19,3 +20,4 @@ BLOBS = web.AppKey("blobs", EdgeBlobs)
 MANIFESTS = web.AppKey("manifests", EdgeManifests)
 ORIGIN_KEYS = web.AppKey("origin_keys", OriginKeys)
 SEEDER = web.AppKey("seeder", Seeder)
+SWARM = web.AppKey("swarm", Swarm)

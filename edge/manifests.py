@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -68,6 +69,7 @@ class EdgeManifests:
         # Clients arriving together (a tag's TTL running out under load) share one upstream
         # round trip; each was authorized on its own first.
         self._flights: SingleFlight[tuple[Manifest, bool]] = SingleFlight()
+        self.on_manifest: list[Callable[[bytes], None]] = []  # e.g. note the layers' sizes
 
     def _cached(self, digest: str) -> Manifest | None:
         found = self.index.get(f"manifest:{digest}")
@@ -77,6 +79,8 @@ class EdgeManifests:
 
     def _keep(self, manifest: Manifest) -> None:
         self.index.set(f"manifest:{manifest.digest}", (manifest.media_type, manifest.body))
+        for listener in self.on_manifest:
+            listener(manifest.body)
 
     def _tag(self, ask: ManifestAsk) -> tuple[str, float] | None:
         found = self.index.get(f"tag:{ask.where}:{ask.reference}")

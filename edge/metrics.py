@@ -83,3 +83,57 @@ class EdgeMetrics:
                 registry=registry,
             ),
         )
+
+
+@dataclass(frozen=True)
+class SwarmMetrics:
+    """What the edge's BitTorrent swarm counts (``wharf_edge_swarm_*``)."""
+
+    received: Counter
+    fills: Counter
+    web_seeds: Counter
+    sent: Counter
+    banned: Counter
+    peers: Gauge
+    torrents: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> SwarmMetrics:
+        metrics = cls(
+            received=Counter(
+                "wharf_edge_swarm_received_bytes",
+                "Blob bytes fetched through the swarm, by source (peers, web_seed: the origin)",
+                ("source",),
+                registry=registry,
+            ),
+            fills=Counter(
+                "wharf_edge_swarm_fills",
+                "Fills through the swarm, by result (complete; fallback: finished over HTTP)",
+                ("result",),
+                registry=registry,
+            ),
+            web_seeds=Counter(
+                "wharf_edge_swarm_web_seeds_added",
+                "Times the origin was added as web seed to a fill",
+                registry=registry,
+            ),
+            sent=Counter(
+                "wharf_edge_swarm_sent_bytes",
+                "Blob bytes uploaded to other edges",
+                registry=registry,
+            ),
+            banned=Counter(
+                "wharf_edge_swarm_banned_peers",
+                "Peers banned for sending pieces that failed their hash check",
+                registry=registry,
+            ),
+            peers=Gauge("wharf_edge_swarm_peers", "Peers connected now", registry=registry),
+            torrents=Gauge(
+                "wharf_edge_swarm_torrents", "Torrents seeding or fetching", registry=registry
+            ),
+        )
+        for source in ("peers", "web_seed"):
+            metrics.received.labels(source).inc(0)
+        for result in ("complete", "fallback"):
+            metrics.fills.labels(result).inc(0)
+        return metrics

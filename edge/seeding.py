@@ -1,9 +1,9 @@
 """An edge seeds the large blobs it holds to its peers.
 
 Each blob at or above ``swarm_threshold_bytes`` gets its torrent metainfo computed once (the
-same bytes give the same info-hash on every node), saved under ``<data_dir>/torrents/``, and is
-seeded without re-hashing; an evicted blob's torrent is removed; a restart seeds again what is
-on disk from the saved metainfo.
+same bytes give the same info-hash on every node) or kept from the swarm fill that fetched it,
+saved under ``<data_dir>/torrents/``, and is seeded without re-hashing; an evicted blob's
+torrent is removed; a restart seeds again what is on disk from the saved metainfo.
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ import structlog
 
 from edge.store import BlobStore
 from ocicore.digest import Digest
-from ocicore.torrent import Swarm, metainfo
+from ocicore.torrent import Swarm, info_hash, metainfo
 
 _log = structlog.get_logger("wharf.edge.seeding")
 
 
 class Seeder:
-    def __init__(self, store: BlobStore, swarm: Swarm, folder: Path, threshold: int) -> None:
+    def __init__(
+        self, store: BlobStore, swarm: Swarm, folder: Path, threshold: int, links: Path
+    ) -> None:
+        """``links``: where swarm fills leave their file, a second name of the blob's."""
         self.store = store
         self.swarm = swarm
         self.folder = folder
         self.threshold = threshold
+        self.links = links
         self.seeding: dict[str, str] = {}  # digest -> info-hash
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -47,12 +51,29 @@ class Seeder:
             await asyncio.to_thread(file.write_bytes, data)
         self.seeding[str(digest)] = self.swarm.seed(data, path.parent)
 
+    def adopt(self, digest: str, data: bytes) -> None:
+        """A blob a swarm fill fetched, already seeding: remember its metainfo."""
+        self._file(Digest.parse(digest)).write_bytes(data)
+        self.seeding[digest] = info_hash(data)
+
+    def metainfo(self, digest: str) -> bytes | None:
+        """The saved metainfo of a blob being seeded."""
+        if digest not in self.seeding:
+            return None
+        try:
+            return self._file(Digest.parse(digest)).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def evicted(self, digest: str) -> None:
         info_hash = self.seeding.pop(digest, None)
         if info_hash is not None:
             self.swarm.remove(info_hash)
+        parsed = Digest.parse(digest)
         with contextlib.suppress(FileNotFoundError):
-            self._file(Digest.parse(digest)).unlink()
+            self._file(parsed).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.links / parsed.encoded).unlink()
 
     async def resume(self) -> None:
         """Seed again, after a restart, the large blobs on disk that have saved metainfo."""

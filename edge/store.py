@@ -129,8 +129,9 @@ class BlobStore:
     def temp_path(self, upload_id: str) -> Path:
         return self.files.upload_path(upload_id)
 
-    async def admit(self, upload_id: str, digest: Digest, hexdigest: str) -> int:
-        """Verify and commit a filled blob, index it, and make room for it."""
+    async def admit(self, upload_id: str, digest: Digest, hexdigest: str | None) -> int:
+        """Verify and commit a filled blob (``hexdigest``: its running hash; None: hash the
+        file), index it, and make room for it."""
         size = await self.files.commit(upload_id, digest, hexdigest)
         key = str(digest)
         if key not in self._entries:

@@ -84,8 +84,14 @@ class NodeSettings:
             self.peers,
         )
 
-    def me(self, role: str, listening_url: str, version: str = "") -> Peer:
+    def me(self, role: str, listening_url: str, version: str = "", torrent_port: int = 0) -> Peer:
         url = self.advertise_url or listening_url
         return Peer(
-            self.node_id or default_id(role, url), role, self.region, self.zone, url, 0, version
+            self.node_id or default_id(role, url),
+            role,
+            self.region,
+            self.zone,
+            url,
+            torrent_port,
+            version,
         )

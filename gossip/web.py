@@ -22,12 +22,14 @@ def membership_context(
     role: str,
     settings: Callable[[web.Application], NodeSettings],
     listen: Callable[[web.Application], str],
+    torrent_port: Callable[[web.Application], int] = lambda app: 0,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context running this node's membership for as long as the app lives."""
+    """A cleanup context running this node's membership for as long as the app lives
+    (after the contexts that start its servers: ``torrent_port`` is asked at startup)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         node = settings(app)
-        me = node.me(role, listen(app), version("wharf"))
+        me = node.me(role, listen(app), version("wharf"), torrent_port(app))
         membership, run = start(me, node.gossip())
         app[MEMBERSHIP] = membership
         app[SELF] = me
@@ -50,6 +52,7 @@ async def members(request: web.Request) -> web.Response:
                 "region": p.region,
                 "zone": p.zone,
                 "api_url": p.api_url,
+                "torrent_port": p.torrent_port,
                 "healthy": p.healthy,
                 "version": p.version,
                 "age_seconds": round(now - p.since, 1) if p.since else None,

@@ -86,6 +86,23 @@ class Fill:
         await asyncio.to_thread(os.ftruncate, self._fd, 0)
         self.written = 0
 
+    def retarget(self, path: Path) -> None:
+        """Fill ``path`` instead (created empty), for a source that writes the file itself;
+        only before :meth:`begin`, when no client has opened the old one."""
+        assert not self._head.done(), "clients may be reading the old file"
+        os.close(self._fd)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    async def advance(self, written: int) -> None:
+        """The first ``written`` bytes are in the file (put there by another writer)."""
+        if written > self.written:
+            self.written = written
+            async with self._changed:
+                self._changed.notify_all()
+
     async def append(self, data: bytes) -> None:
         offset = self.written
         await asyncio.to_thread(os.pwrite, self._fd, data, offset)
@@ -211,6 +228,8 @@ class Fills:
                 await produce(fill)
         except FillFailed as exc:
             error = exc
+            if exc.status >= 500:
+                _log.warning("fill failed", key=fill.key, reason=exc.reason)
         except TimeoutError:
             error = FillFailed("the fill ran past its deadline", 504)
         except asyncio.CancelledError:

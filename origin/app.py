@@ -207,7 +207,9 @@ async def _key_rotation(app: web.Application) -> AsyncIterator[None]:
         if period > 0 and time.time() - keys.keys[-1].created > period:
             key = await asyncio.to_thread(keys.rotate)
             _log.info("rotated the signing key", next=key.kid, signing=keys.current.kid)
-        retired = await asyncio.to_thread(keys.retire, config.token_ttl_seconds)
+        retired = await asyncio.to_thread(
+            keys.retire, max(config.token_ttl_seconds, config.seed_token_ttl_seconds)
+        )
         if retired:
             _log.info("retired signing keys", kids=retired)
         if {key.kid for key in keys.keys} != known:

@@ -40,6 +40,9 @@ class OriginConfig(NodeSettings, ServerSettings):
     auth_issuer: str = "wharf-origin"
     auth_realm: str = ""  # the token endpoint clients are sent to; empty: this host's /auth/token
     token_ttl_seconds: float = 300.0
+    # A web seed token (an edge fetching a blob's pieces from the origin over BitTorrent's
+    # BEP 19) lives this long: enough for one large blob; past it the edge falls back to HTTP.
+    seed_token_ttl_seconds: float = 900.0
     signing_key_rotation_days: float = 90.0  # a new signing key this often (0: never)
     # Off: /v2/ answers without tokens, as an open registry would. For benchmarks and sealed
     # labs only, so it is refused unless the origin listens on a loopback address.
@@ -72,6 +75,7 @@ class OriginConfig(NodeSettings, ServerSettings):
                 "cache_ttl_seconds",
                 "small_blob_cache_bytes",
                 "token_ttl_seconds",
+                "seed_token_ttl_seconds",
                 "argon2_time_cost",
                 "argon2_memory_kib",
                 "refresh_token_ttl_seconds",

@@ -11,13 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler, Middleware
+from prometheus_client.parser import text_string_to_metric_families
 
 from edge.app import create_app as create_edge
 from edge.config import EdgeConfig
 from edge.keys import BLOBS
+from ocicore.auth.enforce import SEED_PARAM
 from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app as create_origin
 from origin.config import OriginConfig
@@ -27,17 +30,22 @@ from origin.config import OriginConfig
 class Faults:
     """What the origin does wrong, by blob digest: ("corrupt", size): other bytes of the same
     length; ("cut", size): dies half-way through the body; ("slow", size): answers at once,
-    sends the body after a second."""
+    sends the body after a second. ``web_seed_answers``: how many requests of an edge's
+    web seed (BitTorrent) are answered before the rest get 503 (None: all)."""
 
     blobs: dict[str, tuple[str, int]] = field(default_factory=dict)
     down: bool = False
+    web_seed_answers: int | None = None
+    web_seed_delay: float = 0.0  # seconds before each web seed request is answered
 
 
 @dataclass
 class Upstream:
     server: TestServer
     data_dir: Path
-    blob_gets: Counter[str]  # by digest; also "GET <reference>", "HEAD <reference>" of manifests
+    # GETs of blobs by digest; also "HEAD <digest>" of blobs, "SEED <digest>": GETs of a web
+    # seed, "GET <reference>" and "HEAD <reference>" of manifests
+    blob_gets: Counter[str]
     faults: Faults
 
     @property
@@ -46,6 +54,17 @@ class Upstream:
 
     def password(self) -> str:
         return (self.data_dir / "admin-password").read_text().strip()
+
+    async def blob_bytes_sent(self) -> float:
+        """Blob bytes the origin has sent (its own metrics), to web seeds and GETs alike."""
+        async with aiohttp.ClientSession() as client, client.get(f"{self.url}/metrics") as r:
+            text = await r.text()
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "wharf_origin_http_sent_bytes_total" and "/blobs/" in s.labels["route"]
+        )
 
 
 def _observe(counts: Counter[str], faults: Faults) -> Middleware:
@@ -57,7 +76,16 @@ def _observe(counts: Counter[str], faults: Faults) -> Middleware:
             counts[f"{request.method} {request.match_info.get('reference', '')}"] += 1
         digest = request.match_info.get("digest", "")
         is_blob = "/blobs/" in request.path and "/uploads" not in request.path
-        if request.method == "GET" and is_blob:
+        if request.method == "HEAD" and is_blob:
+            counts[f"HEAD {digest}"] += 1
+        if request.method == "GET" and is_blob and SEED_PARAM in request.query:
+            counts[f"SEED {digest}"] += 1
+            await asyncio.sleep(faults.web_seed_delay)
+            if faults.web_seed_answers is not None:
+                if faults.web_seed_answers <= 0:
+                    raise web.HTTPServiceUnavailable
+                faults.web_seed_answers -= 1
+        elif request.method == "GET" and is_blob:
             counts[digest] += 1
             fault = faults.blobs.get(digest)
             if fault is not None:

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import ClientRequest, ClientResponse, ClientSession, encode_basic_auth
 from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -291,3 +292,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus exposition, by name and labels."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    raise AssertionError(f"no sample {name}{labels}")

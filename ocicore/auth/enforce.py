@@ -21,6 +21,15 @@ from ocicore.names import validate_name
 
 GRANT = web.RequestKey("grant", Grant)
 
+# A web seed (BitTorrent BEP 19) cannot send headers: its short-lived token rides in the query
+# string, and grants nothing but GET and HEAD of one blob of one repository.
+SEED_PARAM = "wharf_seed"
+
+
+def seed_resource(name: str, digest: str) -> str:
+    """The ``blob`` resource name a web seed token grants ``pull`` on."""
+    return f"{name}@{digest}"
+
 
 @dataclass(frozen=True, slots=True)
 class Need:
@@ -38,6 +47,20 @@ class Need:
 
 
 ANY_TOKEN = Need()
+
+
+def _seed_need(request: web.Request) -> Need | None:
+    """What a web seed request needs: GET or HEAD of a blob by digest."""
+    resource = request.match_info.route.resource
+    digest = request.match_info.get("digest")
+    if (
+        request.method not in ("GET", "HEAD")
+        or resource is None
+        or digest is None
+        or not resource.canonical.endswith("/blobs/{digest}")
+    ):
+        return None
+    return Need("blob", seed_resource(request.match_info["name"], digest), "pull")
 
 
 def need_of(request: web.Request) -> Need | None:
@@ -93,6 +116,10 @@ def bearer_middleware(
         if need is None or (open_to_all is not None and open_to_all(request, need)):
             return await handler(request)
         token = bearer_token(request.headers.get("Authorization"))
+        if token is None and SEED_PARAM in request.query:
+            seed = _seed_need(request)
+            if seed is not None:
+                token, need = request.query[SEED_PARAM], seed
         if token is None:
             raise challenge(request, need, None)
         try:

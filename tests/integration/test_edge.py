@@ -12,7 +12,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from prometheus_client.parser import text_string_to_metric_families
 
 from edge.config import Mirror
 from edge.keys import STORE
@@ -25,6 +24,7 @@ from tests.support import (
     push_blob,
     push_image,
     registry_auth,
+    sample,
     sha256,
 )
 
@@ -65,9 +65,18 @@ async def test_pulls_through_the_edge_and_the_second_one_stays_local(
     assert all(upstream.blob_gets[sha256(b)] == 1 for b in image.blobs)  # then from disk
 
 
+@pytest.mark.parametrize("swarm", [False, True], ids=["http", "swarm"])
 async def test_fifty_concurrent_cold_requests_make_one_upstream_fetch(
-    upstream: Upstream, edge: TestServer
+    upstream: Upstream, tmp_path: Path, swarm: bool
 ) -> None:
+    edge = await start_edge(upstream, tmp_path / "edge", swarm=swarm)
+    try:
+        await _fifty_at_once(upstream, edge, swarm)
+    finally:
+        await edge.close()
+
+
+async def _fifty_at_once(upstream: Upstream, edge: TestServer, swarm: bool) -> None:
     data = os.urandom(64 * MiB)
     async with session(upstream, upstream) as origin:
         digest = await push_blob(origin, "team/big", data)
@@ -85,7 +94,11 @@ async def test_fifty_concurrent_cold_requests_make_one_upstream_fetch(
         await fetch(client, "/v2/")  # one token for everybody, as a node's runtime would
         results = await asyncio.gather(*(pull(client) for _ in range(50)))
     assert results == [expected] * 50
-    assert upstream.blob_gets[digest] == 1
+    # Over HTTP one GET; through the swarm (a lone edge: the origin is its web seed) ranges
+    # of one copy and no plain GET.
+    assert upstream.blob_gets[digest] == (0 if swarm else 1)
+    assert (upstream.blob_gets[f"SEED {digest}"] > 0) == swarm
+    assert await upstream.blob_bytes_sent() <= 1.05 * len(data)
 
 
 @pytest.mark.parametrize("fault", ["corrupt", "cut"])
@@ -231,15 +244,6 @@ async def test_a_restarted_edge_serves_its_cache_while_the_origin_is_down(
         await second.close()
 
 
-def sample(text: str, name: str, **labels: str) -> float:
-    """One sample of a Prometheus exposition, by name and labels."""
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and s.labels == labels:
-                return float(s.value)
-    raise AssertionError(f"no sample {name}{labels}")
-
-
 async def _token(client: aiohttp.ClientSession, upstream: Upstream, scope: str) -> str:
     async with client.get(
         "/auth/token",
@@ -285,7 +289,9 @@ async def test_misses_are_remembered_and_ranges_served(
             async with client.get(f"/v2/team/app/blobs/{missing}") as r:
                 assert r.status == 404
                 assert (await r.json())["errors"][0]["code"] == "BLOB_UNKNOWN"
-        assert upstream.blob_gets[missing] == 1  # the 404 was remembered
+        # The 404 (to the HEAD that asks how large the blob is) was remembered.
+        assert upstream.blob_gets[f"HEAD {missing}"] == 1
+        assert upstream.blob_gets[missing] == 0
         await fetch(client, f"/v2/team/app/blobs/{digest}")
         await settled(edge)
         async with client.get(

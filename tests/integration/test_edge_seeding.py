@@ -64,6 +64,9 @@ async def test_an_edge_seeds_what_it_holds(upstream: Upstream, tmp_path: Path) -
         await settled(again)
         assert list(again.app[SEEDER].seeding) == [newer]
         assert again.app[SEEDER].swarm.torrents() == 1
+        # the newer blob came through the swarm and is seeded from a link to the stored file
+        links = [p.name for p in (tmp_path / "edge" / "swarm").iterdir()]
+        assert links == [newer.removeprefix("sha256:")]
     finally:
         await again.close()
     assert sha256(data) == digest

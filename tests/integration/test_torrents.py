@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import libtorrent as lt
 
+from ocicore.auth.enforce import SEED_PARAM
 from origin.config import OriginConfig
 from tests.edges import Upstream, start_origin
 from tests.support import push_blob, registry_auth
@@ -75,3 +76,41 @@ async def test_metainfo_is_authorized_like_the_blob(upstream: Upstream) -> None:
     status, body, _ = await torrent(upstream, "team/other", digest)
     assert status == 404  # a repository that does not hold the blob
     assert b"BLOB_UNKNOWN" in body
+
+
+async def test_a_web_seed_token_opens_one_blob_of_one_repository_and_nothing_else(
+    upstream: Upstream,
+) -> None:
+    """The token that comes with the metainfo (for libtorrent, which cannot send headers)
+    rides in the query string and lets its bearer GET that blob with Range, nothing more."""
+    data = os.urandom(MiB)
+    async with aiohttp.ClientSession(
+        base_url=upstream.url, middlewares=(registry_auth("admin", upstream.password),)
+    ) as client:
+        digest = await push_blob(client, "team/app", data)
+        other = await push_blob(client, "team/app", b"another blob")
+        await push_blob(client, "team/copy", data)
+        async with client.get(f"/v2/team/app/_wharf/torrents/{digest}") as r:
+            token = r.headers["X-Wharf-Seed-Token"]
+    async with aiohttp.ClientSession(base_url=upstream.url) as anonymous:
+        seed = {SEED_PARAM: token}
+        async with anonymous.get(
+            f"/v2/team/app/blobs/{digest}", params=seed, headers={"Range": "bytes=10-19"}
+        ) as r:
+            assert r.status == 206
+            assert await r.read() == data[10:20]
+        for path in (
+            f"/v2/team/app/blobs/{other}",  # another blob
+            f"/v2/team/copy/blobs/{digest}",  # the same blob, another repository
+            "/v2/team/app/manifests/latest",
+            "/v2/team/app/tags/list",
+            f"/v2/team/app/_wharf/torrents/{digest}",
+        ):
+            async with anonymous.get(path, params=seed) as r:
+                assert r.status == 401, path
+        async with anonymous.delete(f"/v2/team/app/blobs/{digest}", params=seed) as r:
+            assert r.status == 401
+        async with anonymous.get(
+            f"/v2/team/app/blobs/{digest}", headers={"Authorization": f"Bearer {token}"}
+        ) as r:
+            assert r.status == 401  # not a registry token either
