@@ -1,5 +1,6 @@
-"""The edge as a real process, killed with SIGKILL in the middle of a fill: after a restart
-nothing partial is served and the blob fills again, whole."""
+"""The edge as a real process, killed with SIGKILL in the middle of a fill (over HTTP, and
+through the swarm): after a restart nothing partial is served and the blob fills again,
+whole."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ pytestmark = pytest.mark.fault
 MiB = 1 << 20
 
 
+@pytest.mark.parametrize("swarm", [False, True], ids=["http", "swarm"])
 async def test_a_fill_killed_half_way_leaves_nothing_servable(
-    origin_process: OriginProcess, tmp_path: Path
+    origin_process: OriginProcess, tmp_path: Path, swarm: bool
 ) -> None:
     data = os.urandom(96 * MiB)
     digest = sha256(data)
@@ -31,7 +33,12 @@ async def test_a_fill_killed_half_way_leaves_nothing_servable(
     ):
         assert r.status == 201
 
-    edge = EdgeProcess(origin_process.url, tmp_path / "edge", tmp_path / "edge.log")
+    edge = EdgeProcess(
+        origin_process.url,
+        tmp_path / "edge",
+        tmp_path / "edge.log",
+        env={"WHARF_EDGE_SWARM": "true" if swarm else "false"},
+    )
     await edge.start()
     try:
         async with (
@@ -59,5 +66,8 @@ async def test_a_fill_killed_half_way_leaves_nothing_servable(
             await asyncio.sleep(0.05)
         assert committed.stat().st_size == len(data)
         assert list((tmp_path / "edge" / "uploads").iterdir()) == []  # the dead fill's file is gone
+        swarm_dir = tmp_path / "edge" / "swarm"
+        links = [p.name for p in swarm_dir.iterdir()] if swarm_dir.exists() else []
+        assert links == ([digest[7:]] if swarm else [])  # the one seeded, nothing partial
     finally:
         await edge.stop_quietly()
