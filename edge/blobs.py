@@ -289,6 +289,7 @@ class EdgeBlobs:
                     listener(want.digest)  # forget the torrent
                 raise
             return
+        swarm.seeder.save(want.digest, torrent.data)  # seeded once committed, without hashing
         await self._fetch(fill, ask, upload_id, ask.route.upstream, "upstream", hasher)
         swarm.unlink(want.hexdigest)
 

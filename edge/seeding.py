@@ -53,8 +53,12 @@ class Seeder:
 
     def adopt(self, digest: str, data: bytes) -> None:
         """A blob a swarm fill fetched, already seeding: remember its metainfo."""
-        self._file(Digest.parse(digest)).write_bytes(data)
+        self.save(digest, data)
         self.seeding[digest] = info_hash(data)
+
+    def save(self, digest: str, data: bytes) -> None:
+        """Keep the metainfo of a blob about to be committed (seeding it needs no hashing)."""
+        self._file(Digest.parse(digest)).write_bytes(data)
 
     def metainfo(self, digest: str) -> bytes | None:
         """The saved metainfo of a blob being seeded."""

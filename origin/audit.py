@@ -71,6 +71,7 @@ class AuditLog:
         self.interval = interval
         self._pending: list[AuditEvent] = []
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         spool.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def record(self, event: AuditEvent) -> None:
@@ -88,6 +89,10 @@ class AuditLog:
             await self.flush()
 
     async def flush(self) -> None:
+        async with self._flushing:  # once it returns, whatever was recorded before is stored
+            await self._flush()
+
+    async def _flush(self) -> None:
         events, self._pending = self._pending, []
         if events:
             try:
@@ -131,7 +136,10 @@ class AuditLog:
         after_id: int = 0,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Events in order, filtered, one page at a time (pass the last id as ``after_id``)."""
+        """Events in order, filtered, one page at a time (pass the last id as ``after_id``);
+        what was recorded before the call is in it (a query flushes first)."""
+        if after_id == 0:
+            await self.flush()
         q = select(audit_events).where(audit_events.c.id > after_id).order_by(audit_events.c.id)
         for column, value in (
             ("actor", actor),

@@ -12,6 +12,8 @@ from typing import Any, cast
 
 import libtorrent as lt
 
+from ocicore.torrent import PEERS_FROM_GOSSIP
+
 
 class CorruptPeer:
     def __init__(self, metainfo: bytes, data: bytes, folder: Path) -> None:
@@ -21,21 +23,8 @@ class CorruptPeer:
             corrupt[offset] ^= 0xFF  # every piece fails its hash
         folder.mkdir(parents=True, exist_ok=True)
         (folder / info.name()).write_bytes(bytes(corrupt))
-        self.session = lt.session(
-            cast(
-                Any,
-                {
-                    "listen_interfaces": "127.0.0.1:0",
-                    "enable_dht": False,
-                    "enable_lsd": False,
-                    "enable_upnp": False,
-                    "enable_natpmp": False,
-                    "enable_outgoing_utp": False,
-                    "enable_incoming_utp": False,
-                    "allow_multiple_connections_per_ip": True,
-                },
-            )
-        )
+        settings = {**PEERS_FROM_GOSSIP, "listen_interfaces": "127.0.0.1:0"}
+        self.session = lt.session(cast(Any, settings))  # set up as an edge's, to be found
         params = lt.add_torrent_params()
         params.ti = info
         params.save_path = str(folder)

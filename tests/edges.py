@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,10 +21,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.app import create_app as create_edge
 from edge.config import EdgeConfig
 from edge.keys import BLOBS
+from gossip.node import StaticPeer
+from gossip.ring import home_edge
 from ocicore.auth.enforce import SEED_PARAM
 from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app as create_origin
 from origin.config import OriginConfig
+from tests.support import free_port, push_blob, registry_auth
 
 
 @dataclass
@@ -143,3 +147,59 @@ async def settled(server: TestServer) -> None:
     verified; the edge then syncs and commits them."""
     assert server.app is not None
     await server.app[BLOBS].fills.settled()
+
+
+async def start_region(
+    upstream: Upstream, tmp_path: Path, count: int, **settings: Any
+) -> list[TestServer]:
+    """``count`` edges of region "eu" (node ids edge-0 ...), each a static peer of the others."""
+    ports = [free_port() for _ in range(count)]
+    peers = tuple(
+        StaticPeer(f"edge-{i}", "edge", f"http://127.0.0.1:{port}", region="eu")
+        for i, port in enumerate(ports)
+    )
+    return [
+        await start_edge(
+            upstream,
+            tmp_path / f"edge-{i}",
+            port,
+            node_id=f"edge-{i}",
+            region="eu",
+            peers=peers,
+            advertise_url=f"http://127.0.0.1:{port}",
+            **settings,
+        )
+        for i, port in enumerate(ports)
+    ]
+
+
+def home_of(ids: list[str], digest: str) -> str:
+    """Which of the edges ``ids`` (one region) is the digest's home."""
+    peers = [StaticPeer(i, "edge", f"http://{i}", region="eu").peer() for i in ids]
+    home = home_edge(peers[0], digest, peers)
+    assert home is not None
+    return home.id
+
+
+async def push(upstream: Upstream, data: bytes) -> str:
+    """Push a blob to team/app at the origin, as the admin."""
+    async with aiohttp.ClientSession(
+        base_url=upstream.url, middlewares=(registry_auth("admin", upstream.password),)
+    ) as origin:
+        return await push_blob(origin, "team/app", data)
+
+
+async def pull(edge: TestServer, upstream: Upstream, digest: str) -> str:
+    """What a client pulling ``digest`` of team/app through ``edge`` received, as a digest."""
+    async with (
+        aiohttp.ClientSession(
+            base_url=str(edge.make_url("")),
+            middlewares=(registry_auth("admin", upstream.password),),
+        ) as client,
+        client.get(f"/v2/team/app/blobs/{digest}") as r,
+    ):
+        assert r.status == 200, await r.text()
+        hasher = hashlib.sha256()
+        async for chunk in r.content.iter_chunked(1 << 20):
+            hasher.update(chunk)
+        return "sha256:" + hasher.hexdigest()

@@ -5,79 +5,30 @@ down or sends wrong bytes costs the client latency, nothing else."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from edge.keys import STORE
-from gossip.node import StaticPeer
-from gossip.ring import home_edge
 from ocicore.digest import Digest
-from tests.edges import Upstream, settled, start_edge
-from tests.support import free_port, push_blob, registry_auth
+from tests.edges import Upstream, home_of, pull, push, settled, start_region
 
 MiB = 1 << 20
 
 
 @pytest.fixture
 async def region(upstream: Upstream, tmp_path: Path) -> AsyncIterator[list[TestServer]]:
-    ports = [free_port() for _ in range(4)]
-    peers = tuple(
-        StaticPeer(f"edge-{i}", "edge", f"http://127.0.0.1:{port}", region="eu")
-        for i, port in enumerate(ports)
-    )
-    edges = [
-        await start_edge(
-            upstream,
-            tmp_path / f"edge-{i}",
-            port,
-            node_id=f"edge-{i}",
-            region="eu",
-            peers=peers,
-            advertise_url=f"http://127.0.0.1:{port}",
-        )
-        for i, port in enumerate(ports)
-    ]
+    edges = await start_region(upstream, tmp_path, 4, swarm=False)  # HTTP cooperation only
     yield edges
     for edge in edges:
         await edge.close()
 
 
 def home_index(region: list[TestServer], digest: str) -> int:
-    peers = [
-        StaticPeer(f"edge-{i}", "edge", str(e.make_url("")), region="eu").peer()
-        for i, e in enumerate(region)
-    ]
-    home = home_edge(peers[0], digest, peers)
-    assert home is not None
-    return int(home.id.removeprefix("edge-"))
-
-
-async def pull(edge: TestServer, upstream: Upstream, digest: str) -> str:
-    async with (
-        aiohttp.ClientSession(
-            base_url=str(edge.make_url("")),
-            middlewares=(registry_auth("admin", upstream.password),),
-        ) as client,
-        client.get(f"/v2/team/app/blobs/{digest}") as r,
-    ):
-        assert r.status == 200, await r.text()
-        hasher = hashlib.sha256()
-        async for chunk in r.content.iter_chunked(MiB):
-            hasher.update(chunk)
-        return "sha256:" + hasher.hexdigest()
-
-
-async def push(upstream: Upstream, data: bytes) -> str:
-    async with aiohttp.ClientSession(
-        base_url=upstream.url, middlewares=(registry_auth("admin", upstream.password),)
-    ) as origin:
-        return await push_blob(origin, "team/app", data)
+    return int(home_of([f"edge-{i}" for i in range(len(region))], digest).removeprefix("edge-"))
 
 
 async def test_four_edges_asked_at_once_fetch_from_the_origin_once(

@@ -12,7 +12,6 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -22,36 +21,12 @@ from aiohttp.test_utils import TestServer
 from edge.keys import BLOBS, SEEDER, STORE
 from edge.swarm import PORT
 from gossip.node import StaticPeer
-from gossip.ring import home_edge
 from ocicore.digest import Digest
 from tests.corrupt_peer import CorruptPeer
-from tests.edges import Upstream, settled, start_edge
-from tests.support import free_port, push_blob, registry_auth, sample
+from tests.edges import Upstream, home_of, pull, push, settled, start_edge, start_region
+from tests.support import free_port, registry_auth, sample
 
 MiB = 1 << 20
-
-
-async def push(upstream: Upstream, data: bytes) -> str:
-    async with aiohttp.ClientSession(
-        base_url=upstream.url, middlewares=(registry_auth("admin", upstream.password),)
-    ) as origin:
-        return await push_blob(origin, "team/app", data)
-
-
-async def pull(edge: TestServer, upstream: Upstream, digest: str) -> str:
-    """What a client pulling ``digest`` through ``edge`` received, as a digest."""
-    async with (
-        aiohttp.ClientSession(
-            base_url=str(edge.make_url("")),
-            middlewares=(registry_auth("admin", upstream.password),),
-        ) as client,
-        client.get(f"/v2/team/app/blobs/{digest}") as r,
-    ):
-        assert r.status == 200, await r.text()
-        hasher = hashlib.sha256()
-        async for chunk in r.content.iter_chunked(MiB):
-            hasher.update(chunk)
-        return "sha256:" + hasher.hexdigest()
 
 
 async def metrics(server: TestServer | Upstream) -> str:
@@ -62,36 +37,6 @@ async def metrics(server: TestServer | Upstream) -> str:
 
 async def received(edge: TestServer, source: str) -> float:
     return sample(await metrics(edge), "wharf_edge_swarm_received_bytes_total", source=source)
-
-
-def home_of(ids: list[str], digest: str) -> str:
-    peers = [StaticPeer(i, "edge", f"http://{i}", region="eu").peer() for i in ids]
-    home = home_edge(peers[0], digest, peers)
-    assert home is not None
-    return home.id
-
-
-async def start_region(
-    upstream: Upstream, tmp_path: Path, count: int, **settings: Any
-) -> list[TestServer]:
-    ports = [free_port() for _ in range(count)]
-    peers = tuple(
-        StaticPeer(f"edge-{i}", "edge", f"http://127.0.0.1:{port}", region="eu")
-        for i, port in enumerate(ports)
-    )
-    return [
-        await start_edge(
-            upstream,
-            tmp_path / f"edge-{i}",
-            port,
-            node_id=f"edge-{i}",
-            region="eu",
-            peers=peers,
-            advertise_url=f"http://127.0.0.1:{port}",
-            **settings,
-        )
-        for i, port in enumerate(ports)
-    ]
 
 
 @pytest.fixture
@@ -204,6 +149,7 @@ async def test_a_stalled_swarm_falls_back_to_http(upstream: Upstream, tmp_path: 
         assert edge.app is not None
         path = edge.app[STORE].path(Digest.parse(digest))
         assert path.read_bytes() == data
+        assert digest in edge.app[SEEDER].seeding  # and shared from now on
     finally:
         await edge.close()
 
