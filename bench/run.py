@@ -14,6 +14,12 @@ Run from the repository root::
                                              # 4 and 8 edges at once, cooperating or not
                                              # (about 7-10 minutes), writes bench/RESULTS-gossip.md
     .venv/bin/python bench/run.py --gossip --quick # its smoke test (about 30 s), no results file
+    .venv/bin/python bench/run.py --swarm    # instead: origin egress and time for one 256 MiB
+                                             # blob asked of 4 and 8 edges at once, through the
+                                             # swarm, cooperating over HTTP or plain, and of one
+                                             # edge alone (about 15-20 minutes), writes
+                                             # bench/RESULTS-swarm.md
+    .venv/bin/python bench/run.py --swarm --quick  # its smoke test (about 1 minute), no results file
 
 All three servers run for the whole benchmark, each pinned to CPU 0 with ``taskset -c 0``;
 every client (curl, wrk, ab, skopeo) is pinned to CPU 1 with ``taskset -c 1``, so load
@@ -32,10 +38,18 @@ requests/s), cold-miss time to first byte and total time against pulling directl
 upstream GETs that 50 concurrent cold requests cause (counted from the upstream's access log).
 
 ``--gossip`` runs one Wharf origin (auth on) and, per sample, N fresh edges of one region with
-static peers, cooperating or not (``cooperate``), all pinned the same way: one GET of a fresh
-blob to each edge at the same moment; the origin's egress for that blob (from its JSON access
-log, checked against the edges' counters), its GETs, and the time until every edge has served
-its client the whole blob (sha256 checked).
+static peers, cooperating or not (``cooperate``; ``swarm = false``: HTTP cooperation only),
+all pinned the same way: one GET of a fresh blob to each edge at the same moment; the origin's
+egress for that blob (from its JSON access log, checked against the edges' counters), its GETs,
+and the time until every edge has served its client the whole blob (sha256 checked).
+
+``--swarm`` does the same (the same machinery: ``fanout_sample``, ``round_robin``) for a blob
+large enough for the swarm, with N edges through the swarm (BitTorrent among the edges, the
+origin as web seed), cooperating over HTTP only, or plain, and one edge alone (plain: the
+time aim's baseline; through the swarm): origin egress (its log, checked against its /metrics
+and the edges' counters) against 1.25x the blob size, the time until every edge has served the
+whole blob against 1.5x one edge alone's, and per edge the bytes it received from peers and
+from the web seed and uploaded to the others.
 
 See bench/README.md for what each measurement means. Scratch data lives under
 /tmp/bench-scratch/ and is removed at the end of a successful run (``--keep-scratch`` keeps
@@ -72,8 +86,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
+
+from gossip.ring import weight
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH_ROOT = Path("/tmp/bench-scratch")
@@ -2579,22 +2596,37 @@ def edge_main(args: argparse.Namespace) -> int:
 GOSSIP_REGION = "bench"  # every edge's region (and zone)
 GOSSIP_AIM = 1.0  # cooperating: the origin sends each blob once, whatever N asks at once
 ORIGIN_BLOB_ROUTE = "/v2/{name}/blobs/{digest}"  # the origin's route label of blob GET and HEAD
+# --swarm's modes: (cooperate, swarm) of the edges
+SWARM_MODES = {"swarm": (True, True), "cooperation": (True, False), "plain": (False, False)}
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """N edges of one region, cooperating or not."""
+    """N edges of one region, cooperating or not, fetching large blobs through the swarm or
+    not (``--gossip``: never; its edges run with ``swarm = false``)."""
 
     edges: int
     cooperate: bool
+    swarm: bool = False
+
+    @classmethod
+    def of_mode(cls, edges: int, mode: str) -> Scenario:
+        """--swarm's scenarios by name: swarm (and cooperation), cooperation (over HTTP, no
+        swarm), plain (neither: every edge a plain pull-through cache)."""
+        cooperate, swarm = SWARM_MODES[mode]
+        return cls(edges, cooperate, swarm)
 
     @property
     def key(self) -> str:
-        return f"n{self.edges}-{'on' if self.cooperate else 'off'}"
+        return f"n{self.edges}-{'swarm' if self.swarm else self.cooperation}"
 
     @property
     def cooperation(self) -> str:
         return "on" if self.cooperate else "off"
+
+    @property
+    def mode(self) -> str:
+        return "swarm" if self.swarm else "cooperation" if self.cooperate else "plain"
 
 
 class WharfAccessLog(AccessLog):
@@ -2677,17 +2709,30 @@ class GossipSample:
         return found
 
 
+def sample_labels(key: str) -> tuple[str, dict[str, str]]:
+    """A Prometheus sample's name and labels, from its key (``name{a="x",b="y"}``)."""
+    name, _, rest = key.partition("{")
+    return name, dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+
+
 def sample_value(samples: dict[str, float], name: str, **labels: str) -> float:
     """The value of the sample ``name{labels}`` among ``samples`` (0 when absent), whatever
     the order of its labels."""
     for key, value in samples.items():
-        sample_name, _, rest = key.partition("{")
-        if sample_name != name:
-            continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
-        if all(found.get(k) == v for k, v in labels.items()):
+        sample_name, found = sample_labels(key)
+        if sample_name == name and all(found.get(k) == v for k, v in labels.items()):
             return value
     return 0.0
+
+
+def sample_total(samples: dict[str, float], name: str, **labels: str) -> float:
+    """The sum of every sample ``name{...}`` among ``samples`` that has ``labels``."""
+    total = 0.0
+    for key, value in samples.items():
+        sample_name, found = sample_labels(key)
+        if sample_name == name and all(found.get(k) == v for k, v in labels.items()):
+            total += value
+    return total
 
 
 def summed(samples: list[dict[str, float]], name: str, label: str) -> dict[str, float]:
@@ -2695,22 +2740,25 @@ def summed(samples: list[dict[str, float]], name: str, label: str) -> dict[str, 
     total: dict[str, float] = collections.defaultdict(float)
     for found in samples:
         for key, value in found.items():
-            sample_name, _, rest = key.partition("{")
+            sample_name, labels = sample_labels(key)
             if sample_name == name and value:
-                labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
                 total[labels.get(label, "")] += value
     return dict(total)
 
 
-def gossip_edges(scenario: Scenario, tag: str, origin: Server, scratch: Path) -> dict[str, Server]:
+def region_edges(scenario: Scenario, tag: str, origin: Server, scratch: Path) -> dict[str, Server]:
     """N edges (by node id, edge-1 ...) of region GOSSIP_REGION in front of ``origin``, each
-    with its own fresh data dir, a port picked up front, and every edge as a static peer."""
+    with its own fresh data dir, a port picked up front, and every edge as a static peer;
+    ``swarm = true`` or ``false`` as the scenario says. With the swarm, each edge's swarm port
+    is picked up front too (``swarm_listen``) and is every static peer's ``torrent_port``, as
+    Consul would advertise it: an edge then knows every other edge's swarm address."""
     ports: list[int] = []
-    while len(ports) < scenario.edges:
+    while len(ports) < scenario.edges * (2 if scenario.swarm else 1):
         port = free_port()
         if port not in ports:
             ports.append(port)
-    nodes = {f"edge-{i + 1}": port for i, port in enumerate(ports)}
+    nodes = {f"edge-{i + 1}": port for i, port in enumerate(ports[: scenario.edges])}
+    torrent_ports = dict(zip(nodes, ports[scenario.edges :], strict=False))
     peers = "".join(
         f"\n[[edge.peers]]\n"
         f'id = "{node}"\n'
@@ -2718,12 +2766,18 @@ def gossip_edges(scenario: Scenario, tag: str, origin: Server, scratch: Path) ->
         f'api_url = "http://127.0.0.1:{port}"\n'
         f'region = "{GOSSIP_REGION}"\n'
         f'zone = "{GOSSIP_REGION}"\n'
+        + (f"torrent_port = {torrent_ports[node]}\n" if scenario.swarm else "")
         for node, port in nodes.items()
     )
     edges = {}
     for node, port in nodes.items():
         name = f"{tag}-{node}"
         config = scratch / f"{name}.toml"
+        swarm = (
+            f'swarm = true\nswarm_listen = "127.0.0.1:{torrent_ports[node]}"\n'
+            if scenario.swarm
+            else "swarm = false\n"
+        )
         config.write_text(
             f"# generated by bench/run.py: {node} of {scenario.edges} in region {GOSSIP_REGION}\n"
             "[edge]\n"
@@ -2731,7 +2785,7 @@ def gossip_edges(scenario: Scenario, tag: str, origin: Server, scratch: Path) ->
             f'region = "{GOSSIP_REGION}"\n'
             f'zone = "{GOSSIP_REGION}"\n'
             f'advertise_url = "http://127.0.0.1:{port}"\n'
-            f"cooperate = {'true' if scenario.cooperate else 'false'}\n" + peers
+            f"cooperate = {'true' if scenario.cooperate else 'false'}\n" + swarm + peers
         )
         edges[node] = Server(
             name,
@@ -2827,6 +2881,94 @@ async def fanout_get(
     return [first for first, _ in times], [last for _, last in times]
 
 
+Entry = tuple[str, str, int, int]  # an access-log line: method, path, status, bytes sent
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """One fresh blob asked of N fresh edges at once, as the origin's log and /metrics, the
+    edges' /metrics and the clients saw it: what --gossip's and --swarm's samples are read from."""
+
+    blob: Blob
+    mine: list[Entry]  # the origin's log lines for the blob's path (any query string dropped)
+    others: list[Entry]  # its lines for anything else
+    before: dict[str, float]  # the origin's wharf_origin_http_* samples before the requests
+    after: dict[str, float]  # and once its log was quiet after them
+    counters: dict[str, dict[str, float]]  # per edge (edge-1 first): its wharf_edge_* samples
+    firsts: tuple[float, ...]  # per edge: its response's first line, s after the requests left
+    dones: tuple[float, ...]  # per edge: its response's last byte, s
+    origin_cpu: float  # the origin's user + system CPU seconds during the requests
+    edges_cpu: float  # all the edges' together
+    busy: dict[str, float]  # each CPU's non-idle share during the requests
+
+    @property
+    def path(self) -> str:
+        return f"/v2/{REPO}/blobs/{self.blob.digest}"
+
+    def delta(self, name: str, **labels: str) -> float:
+        """How the origin's sample ``name{labels}`` moved (the first sample matching)."""
+        return sample_value(self.after, name, **labels) - sample_value(self.before, name, **labels)
+
+    def delta_all(self, name: str, **labels: str) -> float:
+        """How the origin's samples ``name{labels, any other labels}`` moved, all together."""
+        return sample_total(self.after, name, **labels) - sample_total(self.before, name, **labels)
+
+
+def fanout_sample(
+    scenario: Scenario,
+    tag: str,
+    origin: Server,
+    origin_log: WharfAccessLog,
+    scratch: Path,
+    blob_bytes: int,
+    counters_after: float = 0.0,
+) -> Fanout:
+    """A fresh blob pushed to the origin; N fresh edges started (``region_edges``); one GET of
+    the blob to each edge at once; then the origin's log until quiet, its /metrics, and each
+    edge's /metrics no sooner than ``counters_after`` seconds after the last response ended
+    (counters refreshed in the background need that long); the edges stopped, caches removed."""
+    blob = random_blob(scratch / f"{tag}.blob", blob_bytes)
+    asyncio.run(push_checked(origin, blob))
+    blob.path.unlink()  # the digest and the size are all the checks need from here on
+    path = f"/v2/{REPO}/blobs/{blob.digest}"
+    edges = region_edges(scenario, tag, origin, scratch)
+    servers = [origin, *edges.values()]
+    try:
+        with edges_running(list(edges.values()), scratch):
+            origin_log.settle()  # what the edges asked at start (the origin's keys) is not counted
+            before = asyncio.run(prometheus_samples(origin, "wharf_origin_http_"))
+            cpu0, jiffies0 = [s.cpu_seconds() for s in servers], cpu_times()
+            firsts, dones = asyncio.run(
+                fanout_get(list(edges.values()), path, blob, origin.headers)
+            )
+            cpu1, jiffies1 = [s.cpu_seconds() for s in servers], cpu_times()
+            ended = time.monotonic()
+            entries = origin_log.settle()
+            after = asyncio.run(prometheus_samples(origin, "wharf_origin_http_"))
+            time.sleep(max(0.0, counters_after - (time.monotonic() - ended)))
+            counters = {node: asyncio.run(edge_metrics_now(edge)) for node, edge in edges.items()}
+            for server in servers:
+                if not server.alive():
+                    raise RuntimeError(f"{server.name} died:\n{server.log_tail()}")
+    finally:
+        for edge in edges.values():
+            shutil.rmtree(scratch / edge.name, ignore_errors=True)  # its cache
+    spent = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    return Fanout(
+        blob,
+        [e for e in entries if e[1].split("?")[0] == path],
+        [e for e in entries if e[1].split("?")[0] != path],
+        before,
+        after,
+        counters,
+        tuple(firsts),
+        tuple(dones),
+        spent[0],
+        sum(spent[1:]),
+        busy_between(jiffies0, jiffies1),
+    )
+
+
 def gossip_sample(
     scenario: Scenario,
     repetition: int,
@@ -2839,63 +2981,33 @@ def gossip_sample(
     """A fresh blob pushed to the origin; N fresh edges started; one GET of the blob to each
     edge at once; what the origin sent, what the edges filled from where, how long it took."""
     tag = f"{scenario.key}-r{repetition + 1}"
-    blob = random_blob(scratch / f"{tag}.blob", args.blob_bytes)
-    asyncio.run(push_checked(origin, blob))
-    blob.path.unlink()  # the digest and the size are all the checks need from here on
-    path = f"/v2/{REPO}/blobs/{blob.digest}"
-    edges = gossip_edges(scenario, tag, origin, scratch)
-    servers = [origin, *edges.values()]
-    try:
-        with edges_running(list(edges.values()), scratch):
-            origin_log.settle()  # what the edges asked at start (the origin's keys) is not counted
-            before = asyncio.run(prometheus_samples(origin, "wharf_origin_http_"))
-            cpu0, jiffies0 = [s.cpu_seconds() for s in servers], cpu_times()
-            firsts, dones = asyncio.run(
-                fanout_get(list(edges.values()), path, blob, origin.headers)
-            )
-            cpu1, jiffies1 = [s.cpu_seconds() for s in servers], cpu_times()
-            entries = origin_log.settle()
-            after = asyncio.run(prometheus_samples(origin, "wharf_origin_http_"))
-            counters = {node: asyncio.run(edge_metrics_now(edge)) for node, edge in edges.items()}
-            for server in servers:
-                if not server.alive():
-                    raise RuntimeError(f"{server.name} died:\n{server.log_tail()}")
-    finally:
-        for edge in edges.values():
-            shutil.rmtree(scratch / edge.name, ignore_errors=True)  # its cache
-    spent = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
-
-    def delta(name: str, **labels: str) -> float:
-        return sample_value(after, name, **labels) - sample_value(before, name, **labels)
-
-    mine = [e for e in entries if e[1].split("?")[0] == path]
-    others = [e for e in entries if e[1].split("?")[0] != path]
+    f = fanout_sample(scenario, tag, origin, origin_log, scratch, args.blob_bytes)
     return GossipSample(
         scenario,
         repetition,
         position,
-        blob.size,
-        Fetches.of(mine, path),
-        tuple(status for method, _, status, _ in mine if method == "GET"),
-        request_kinds(others),
-        delta("wharf_origin_http_sent_bytes_total", route=ORIGIN_BLOB_ROUTE),
-        delta(
+        f.blob.size,
+        Fetches.of(f.mine, f.path),
+        tuple(status for method, _, status, _ in f.mine if method == "GET"),
+        request_kinds(f.others),
+        f.delta("wharf_origin_http_sent_bytes_total", route=ORIGIN_BLOB_ROUTE),
+        f.delta(
             "wharf_origin_http_requests_total", route=ORIGIN_BLOB_ROUTE, method="GET", status="200"
         ),
         {
             node: summed([found], "wharf_edge_filled_bytes_total", "source")
-            for node, found in counters.items()
+            for node, found in f.counters.items()
         },
-        summed(list(counters.values()), "wharf_edge_fill_failures_total", "reason"),
+        summed(list(f.counters.values()), "wharf_edge_fill_failures_total", "reason"),
         sum(
             sample_value(found, "wharf_edge_fill_coalesced_waiters_total")
-            for found in counters.values()
+            for found in f.counters.values()
         ),
-        tuple(firsts),
-        tuple(dones),
-        spent[0],
-        sum(spent[1:]),
-        busy_between(jiffies0, jiffies1),
+        f.firsts,
+        f.dones,
+        f.origin_cpu,
+        f.edges_cpu,
+        f.busy,
     )
 
 
@@ -2903,28 +3015,42 @@ def gossip_scenarios(args: argparse.Namespace) -> list[Scenario]:
     return [Scenario(n, cooperate) for n in args.edge_counts for cooperate in (True, False)]
 
 
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+def round_robin(scenarios: list[S], repeats: int, sample: Callable[[S, int, int], T]) -> list[T]:
+    """``sample(scenario, repetition, position)`` for every scenario ``repeats`` times,
+    round-robin, the order reversed every other repetition (so that drifts of the VM fall on
+    every scenario alike, and no scenario always follows the same one)."""
+    samples = []
+    for i in range(repeats):
+        for position, scenario in enumerate(scenarios[::-1] if i % 2 else scenarios):
+            samples.append(sample(scenario, i, position))
+    return samples
+
+
 def measure_gossip(
     origin: Server, origin_log: WharfAccessLog, scratch: Path, args: argparse.Namespace
 ) -> list[GossipSample]:
     """Every scenario ``args.repeats`` times, round-robin (the order reversed every other
     repetition), each on a fresh blob and fresh edges."""
-    scenarios = gossip_scenarios(args)
-    samples = []
-    for i in range(args.repeats):
-        for position, scenario in enumerate(scenarios[::-1] if i % 2 else scenarios):
-            s = gossip_sample(scenario, i, position, origin, origin_log, scratch, args)
-            samples.append(s)
-            n = scenario.edges
-            log(
-                f"{scenario.key:7} {i + 1}/{args.repeats}: origin GET {s.origin.gets} HEAD "
-                f"{s.origin.heads}, egress {s.egress / MiB:.1f} MiB ({s.ratio:.2f}x); all {n} "
-                f"edges served the whole blob (checked) in {s.wall:.2f} s (first {min(s.dones):.2f} "
-                f"s); filled from the origin: {', '.join(s.by_source('upstream')) or 'none'}; "
-                f"from a peer: {len(s.by_source('peer'))} edge(s)"
-            )
-            for problem in s.problems():
-                log(f"WARNING: {scenario.key} {i + 1}: {problem}")
-    return samples
+
+    def one(scenario: Scenario, i: int, position: int) -> GossipSample:
+        s = gossip_sample(scenario, i, position, origin, origin_log, scratch, args)
+        n = scenario.edges
+        log(
+            f"{scenario.key:7} {i + 1}/{args.repeats}: origin GET {s.origin.gets} HEAD "
+            f"{s.origin.heads}, egress {s.egress / MiB:.1f} MiB ({s.ratio:.2f}x); all {n} "
+            f"edges served the whole blob (checked) in {s.wall:.2f} s (first {min(s.dones):.2f} "
+            f"s); filled from the origin: {', '.join(s.by_source('upstream')) or 'none'}; "
+            f"from a peer: {len(s.by_source('peer'))} edge(s)"
+        )
+        for problem in s.problems():
+            log(f"WARNING: {scenario.key} {i + 1}: {problem}")
+        return s
+
+    return round_robin(gossip_scenarios(args), args.repeats, one)
 
 
 # -- the --gossip report
@@ -3023,6 +3149,23 @@ def gossip_detail_table(samples: list[GossipSample]) -> str:
     return "\n".join(lines)
 
 
+def run_header(
+    args: argparse.Namespace, started: datetime.datetime, elapsed: float, quick: str
+) -> str:
+    """A results file's first lines: date, command, machine, how busy it was before the run
+    (and ``quick``, a warning, when this was a --quick run)."""
+    command = ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:])
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    idle = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
+    warning = f"\n{quick}\n" if args.quick else ""
+    return f"""Date: {started.strftime("%Y-%m-%d %H:%M:%S %Z")} (the run took {elapsed:.0f} s)
+
+Command, from the repository root: `{command}`
+{warning}
+Machine: {os.cpu_count()} x {cpu_model()}, {mem_gib:.0f} GiB RAM, Linux {platform.release()}, loopback only.
+CPU busy in the 2 s before the run: {idle}."""
+
+
 def gossip_markdown(
     samples: list[GossipSample],
     origin: Server,
@@ -3030,21 +3173,13 @@ def gossip_markdown(
     started: datetime.datetime,
     elapsed: float,
 ) -> str:
-    command = ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:])
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
-    idle = ", ".join(f"{cpu} {frac:.0%}" for cpu, frac in args.idle_before.items())
-    quick = "\n**--quick run: one repetition, a small blob, N = 4 only; not for the record.**\n"
+    quick = "**--quick run: one repetition, a small blob, N = 4 only; not for the record.**"
     size = f"{args.blob_bytes // MiB} MiB"
     counts = " and ".join(str(n) for n in args.edge_counts)
     most = max(args.edge_counts)
     return f"""# Wharf benchmark results: cooperating edges, origin egress
 
-Date: {started.strftime("%Y-%m-%d %H:%M:%S %Z")} (the run took {elapsed:.0f} s)
-
-Command, from the repository root: `{command}`
-{quick if args.quick else ""}
-Machine: {os.cpu_count()} x {cpu_model()}, {mem_gib:.0f} GiB RAM, Linux {platform.release()}, loopback only.
-CPU busy in the 2 s before the run: {idle}.
+{run_header(args, started, elapsed, quick)}
 
 The measurement, from the issue: origin egress for one {size} blob asked of N = {counts} edges
 of a region at once, with and without cooperation, and the time until every edge has it. Aim:
@@ -3075,6 +3210,7 @@ Servers: {origin.version}.
   zone = "{GOSSIP_REGION}"
   advertise_url = "http://127.0.0.1:PORT"
   cooperate = true          # false for "cooperation off"
+  swarm = false             # on by default; off here: cooperation over HTTP only
 
   [[edge.peers]]            # one per edge of the scenario, itself included
   id = "edge-1"
@@ -3153,25 +3289,28 @@ order reversed every other repetition); each sample on a new blob and new edges.
 """
 
 
-def gossip_main(args: argparse.Namespace) -> int:
-    """--gossip: origin egress for one blob asked of N edges at once; see bench/README.md."""
+def origin_run(
+    args: argparse.Namespace,
+    what: str,
+    measure: Callable[[Server, WharfAccessLog, Path], list[T]],
+) -> tuple[list[T], Server, datetime.datetime, float]:
+    """The frame of --gossip and --swarm: one Wharf origin (token auth on) for the whole run
+    and the admin's token for REPO, the benchmark's own process on the client core, then
+    ``measure(origin, its access log, scratch)``. The scratch directory goes after a success
+    (unless --keep-scratch) and stays after a failure. Returns the samples, the origin, when
+    the run started and how long it took."""
     started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
     scratch = start_run(args, ("taskset", "curl"))
     # The benchmark's own work (pushing, the clients, checking bytes) is client work.
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     origin = wharf_origin("origin", scratch / "origin", wharf_version())
-    samples: list[GossipSample] = []
     try:
         with running({"origin": origin}, scratch):
             asyncio.run(log_in(origin, scratch / "origin"))
             assert origin.log_path is not None
             origin_log = WharfAccessLog(origin.log_path)
-            log(
-                f"origin up, token for {REPO}; {args.repeats} repetition(s) of N = "
-                f"{', '.join(map(str, args.edge_counts))} edges, cooperation on and off, "
-                f"{args.blob_bytes // MiB} MiB blobs"
-            )
-            samples = measure_gossip(origin, origin_log, scratch, args)
+            log(f"origin up, token for {REPO}; {what}")
+            samples = measure(origin, origin_log, scratch)
     except BaseException:
         log(f"FAILED; scratch kept at {scratch} (server logs *.log)")
         raise
@@ -3180,18 +3319,727 @@ def gossip_main(args: argparse.Namespace) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             log(f"scratch kept at {scratch}")
-    elapsed = time.perf_counter() - t0
-    for text in (
-        gossip_aims_table(samples, args),
-        gossip_table(samples, args),
-        gossip_detail_table(samples),
-    ):
+    return samples, origin, started, time.perf_counter() - t0
+
+
+def report(
+    args: argparse.Namespace, tables: list[str], markdown: Callable[[], str], elapsed: float
+) -> None:
+    """Print the tables; write the results file (``args.output``: none in a --quick run)."""
+    for text in tables:
         print(text)
         print()
     if args.output is not None:
-        args.output.write_text(gossip_markdown(samples, origin, args, started, elapsed))
+        args.output.write_text(markdown())
         log(f"wrote {args.output}")
     log(f"done in {elapsed:.0f} s")
+
+
+def gossip_main(args: argparse.Namespace) -> int:
+    """--gossip: origin egress for one blob asked of N edges at once; see bench/README.md."""
+    samples, origin, started, elapsed = origin_run(
+        args,
+        f"{args.repeats} repetition(s) of N = {', '.join(map(str, args.edge_counts))} edges, "
+        f"cooperation on and off, {args.blob_bytes // MiB} MiB blobs",
+        partial(measure_gossip, args=args),
+    )
+    report(
+        args,
+        [
+            gossip_aims_table(samples, args),
+            gossip_table(samples, args),
+            gossip_detail_table(samples),
+        ],
+        lambda: gossip_markdown(samples, origin, args, started, elapsed),
+        elapsed,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- --swarm mode
+
+SWARM_EGRESS_AIM = 1.25  # through the swarm: origin egress at most 1.25x the blob size
+SWARM_TIME_AIM = 1.5  # and every edge done within 1.5x the time of one edge alone
+SWARM_THRESHOLD = 64 * MiB  # the edges' default swarm_threshold_bytes: smaller blobs skip it
+SWARM_BASELINE = Scenario(1, cooperate=False, swarm=False)  # one edge alone, plain pull-through
+SWARM_ALONE = Scenario(1, cooperate=True, swarm=True)  # one edge alone, through the swarm
+# wharf_edge_swarm_sent_bytes_total follows libtorrent's counters about once a second: the
+# edges' /metrics are read no sooner than this after the last response ended.
+SWARM_COUNTERS_AFTER = 2.5
+SWARM_TOLERANCE = 0.03  # two counts of the same bytes may differ this much before it is flagged
+
+
+@dataclass(frozen=True)
+class SwarmEdge:
+    """One edge's side of a --swarm sample, from its /metrics (swarm counters stay 0 with
+    ``swarm = false``) and its client."""
+
+    node: str
+    home: bool  # the digest's home edge in the region (cooperating scenarios only)
+    from_peers: float  # wharf_edge_swarm_received_bytes_total{source="peers"}
+    from_web_seed: float  # {source="web_seed"}: from the origin, as BEP 19 web seed
+    uploaded: float  # wharf_edge_swarm_sent_bytes_total: to other edges
+    complete: float  # wharf_edge_swarm_fills_total{result="complete"}
+    fallback: float  # {result="fallback"}: the swarm stalled, the rest came over HTTP
+    web_seeds_added: float  # wharf_edge_swarm_web_seeds_added_total
+    filled: dict[str, float]  # wharf_edge_filled_bytes_total by source (upstream, peer, swarm)
+    failures: dict[str, float]  # wharf_edge_fill_failures_total by reason
+    first: float  # its client's first response line, s after the requests left
+    done: float  # its client's last byte
+
+
+@dataclass(frozen=True)
+class SwarmSample:
+    """One --swarm scenario once: a fresh blob asked of each of N fresh edges at once."""
+
+    scenario: Scenario
+    repetition: int
+    position: int  # its place in the repetition's order (0: first)
+    size: int  # the blob's
+    origin: Fetches  # the origin's log lines for the blob: plain GETs, web seed ranges, HEADs
+    statuses: collections.Counter[int]  # of those lines and the metainfo's
+    metainfo: Fetches  # the origin's lines for the blob's metainfo (_wharf/torrents)
+    other_requests: collections.Counter[str]  # its lines for anything else, by kind
+    metric_sent: float  # delta of wharf_origin_http_sent_bytes_total{route=ORIGIN_BLOB_ROUTE}
+    metric_gets: float  # delta of wharf_origin_http_requests_total{that route, GET, any status}
+    edges: tuple[SwarmEdge, ...]  # edge-1 first
+    origin_cpu: float  # the origin's user + system CPU seconds during the requests
+    edges_cpu: float  # all the edges' together
+    busy: dict[str, float]  # each CPU's non-idle share during the requests
+
+    @property
+    def egress(self) -> int:
+        return self.origin.sent
+
+    @property
+    def ratio(self) -> float:
+        return self.origin.sent / self.size
+
+    @property
+    def wall(self) -> float:
+        """Until every edge had served its client the whole blob."""
+        return max(e.done for e in self.edges)
+
+    @property
+    def first_done(self) -> float:
+        return min(e.done for e in self.edges)
+
+    @property
+    def from_peers(self) -> float:
+        return sum(e.from_peers for e in self.edges)
+
+    @property
+    def from_web_seed(self) -> float:
+        return sum(e.from_web_seed for e in self.edges)
+
+    @property
+    def uploaded(self) -> float:
+        return sum(e.uploaded for e in self.edges)
+
+    def filled(self, source: str) -> float:
+        return sum(e.filled.get(source, 0.0) for e in self.edges)
+
+    def filled_by(self, source: str) -> list[str]:
+        return [e.node for e in self.edges if e.filled.get(source, 0.0) > 0]
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return [e.node for e in self.edges if e.fallback]
+
+    @property
+    def web_seeded(self) -> list[str]:
+        """The edges that got bytes from the web seed or added it, the home marked."""
+        return [
+            f"{e.node}{' (home)' if e.home else ''}"
+            for e in self.edges
+            if e.from_web_seed or e.web_seeds_added
+        ]
+
+    @property
+    def stray_web_seeds(self) -> list[str]:
+        """Edges other than the home that took bytes from the web seed (after a stall)."""
+        if self.scenario.edges == 1:
+            return []
+        return [e.node for e in self.edges if e.from_web_seed and not e.home]
+
+    def share(self, edge: SwarmEdge) -> float:
+        """``edge``'s share of all the bytes the edges uploaded to each other."""
+        return edge.uploaded / self.uploaded if self.uploaded else 0.0
+
+    def problems(self) -> list[str]:
+        """What does not add up or went wrong: non-2xx at the origin, the origin's log and its
+        /metrics apart, failed fills, swarm fills that fell back to HTTP, edges that did not
+        go through the swarm, the edges' counts of bytes from the origin off its log."""
+        found = []
+        bad = {status: n for status, n in sorted(self.statuses.items()) if status // 100 != 2}
+        if bad:
+            found.append(f"origin non-2xx statuses {bad}")
+        if apart(self.metric_sent, self.egress):
+            found.append(
+                f"the origin's log says {mib(self.egress)} sent for the blob, its /metrics "
+                f"{mib(self.metric_sent)}"
+            )
+        if self.metric_gets != self.origin.gets:
+            found.append(
+                f"the origin's /metrics counted {self.metric_gets:.0f} GETs, its log {self.origin.gets}"
+            )
+        failures = collections.Counter[str]()
+        for e in self.edges:
+            failures.update(e.failures)
+        if failures:
+            found.append(f"fill failures {dict(failures)}")
+        if self.scenario.swarm:
+            if self.fallbacks:
+                found.append(f"swarm fills fell back to HTTP at {', '.join(self.fallbacks)}")
+            skipped = [e.node for e in self.edges if e.complete + e.fallback != 1]
+            if skipped:
+                found.append(f"not one swarm fill at {', '.join(skipped)}")
+            # After a fallback filled{upstream} counts the whole blob: no such check then.
+            if not self.fallbacks and not skipped and apart(self.from_web_seed, self.egress):
+                found.append(
+                    f"the edges counted {mib(self.from_web_seed)} from the web seed, the "
+                    f"origin's log {mib(self.egress)}"
+                )
+        elif self.filled("upstream") != self.egress:
+            found.append(
+                f"the origin's log says {self.egress} bytes sent, the edges verified "
+                f"{self.filled('upstream'):.0f} bytes from it"
+            )
+        return found
+
+
+def apart(a: float, b: float) -> bool:
+    """Whether two counts of the same bytes differ by more than SWARM_TOLERANCE."""
+    return abs(a - b) > SWARM_TOLERANCE * max(abs(a), abs(b))
+
+
+def home_of(nodes: list[str], digest: str) -> str:
+    """The digest's home edge among ``nodes``, as the edges pick it (rendezvous hashing over
+    the node ids of the region's healthy edges: with static peers, all of them)."""
+    return max(nodes, key=lambda node: weight(node, digest))
+
+
+def swarm_sample(
+    scenario: Scenario,
+    repetition: int,
+    position: int,
+    origin: Server,
+    origin_log: WharfAccessLog,
+    scratch: Path,
+    args: argparse.Namespace,
+) -> SwarmSample:
+    """``fanout_sample`` (the edges' counters read SWARM_COUNTERS_AFTER s after the last
+    response), read for the swarm: the origin's side of the blob and its metainfo, and each
+    edge's swarm counters."""
+    tag = f"{scenario.key}-r{repetition + 1}"
+    f = fanout_sample(
+        scenario, tag, origin, origin_log, scratch, args.blob_bytes, SWARM_COUNTERS_AFTER
+    )
+    home = home_of(list(f.counters), f.blob.digest) if scenario.cooperate else None
+    metainfo_path = f"/v2/{REPO}/_wharf/torrents/{f.blob.digest}"
+    metainfo = [e for e in f.others if e[1].split("?")[0] == metainfo_path]
+    others = [e for e in f.others if e[1].split("?")[0] != metainfo_path]
+    edges = tuple(
+        SwarmEdge(
+            node,
+            node == home,
+            sample_value(found, "wharf_edge_swarm_received_bytes_total", source="peers"),
+            sample_value(found, "wharf_edge_swarm_received_bytes_total", source="web_seed"),
+            sample_value(found, "wharf_edge_swarm_sent_bytes_total"),
+            sample_value(found, "wharf_edge_swarm_fills_total", result="complete"),
+            sample_value(found, "wharf_edge_swarm_fills_total", result="fallback"),
+            sample_value(found, "wharf_edge_swarm_web_seeds_added_total"),
+            summed([found], "wharf_edge_filled_bytes_total", "source"),
+            summed([found], "wharf_edge_fill_failures_total", "reason"),
+            first,
+            done,
+        )
+        for (node, found), first, done in zip(f.counters.items(), f.firsts, f.dones, strict=True)
+    )
+    return SwarmSample(
+        scenario,
+        repetition,
+        position,
+        f.blob.size,
+        Fetches.of(f.mine, f.path),
+        collections.Counter(status for _, _, status, _ in [*f.mine, *metainfo]),
+        Fetches.of(metainfo, metainfo_path),
+        request_kinds(others),
+        f.delta("wharf_origin_http_sent_bytes_total", route=ORIGIN_BLOB_ROUTE),
+        f.delta_all("wharf_origin_http_requests_total", route=ORIGIN_BLOB_ROUTE, method="GET"),
+        edges,
+        f.origin_cpu,
+        f.edges_cpu,
+        f.busy,
+    )
+
+
+def swarm_scenarios(args: argparse.Namespace) -> list[Scenario]:
+    """One edge alone (plain: the time aim's baseline; through the swarm), then for each N
+    the swarm, cooperation over HTTP and plain edges."""
+    return [
+        SWARM_BASELINE,
+        SWARM_ALONE,
+        *(Scenario.of_mode(n, mode) for n in args.edge_counts for mode in SWARM_MODES),
+    ]
+
+
+def swarm_label(scenario: Scenario) -> str:
+    if scenario == SWARM_BASELINE:
+        return "plain, one edge alone (baseline)"
+    if scenario == SWARM_ALONE:
+        return "swarm, one edge alone"
+    return scenario.mode
+
+
+def describe_swarm_sample(s: SwarmSample) -> str:
+    """One log line's worth of a sample."""
+    n = s.scenario.edges
+    statuses = ", ".join(f"{status} x{k}" for status, k in sorted(s.statuses.items()))
+    text = (
+        f"origin GET {s.origin.gets} HEAD {s.origin.heads} metainfo {s.metainfo.gets} "
+        f"({statuses}), egress {mib(s.egress)} ({s.ratio:.2f}x; its /metrics "
+        f"{mib(s.metric_sent)}); all {n} edge(s) served the whole blob (checked) in "
+        f"{s.wall:.2f} s (first {s.first_done:.2f} s)"
+    )
+    if not s.scenario.swarm:
+        return (
+            text + f"; filled from the origin: {', '.join(s.filled_by('upstream')) or 'none'}; "
+            f"from a peer: {len(s.filled_by('peer'))} edge(s)"
+        )
+    complete = sum(e.complete for e in s.edges)
+    shares = ", ".join(f"{e.node}{'*' if e.home else ''} {s.share(e):.0%}" for e in s.edges)
+    return (
+        text + f"; swarm fills complete {complete:.0f} fallback {len(s.fallbacks)}; received "
+        f"from peers {mib(s.from_peers)}, from the web seed {mib(s.from_web_seed)} (at "
+        f"{', '.join(s.web_seeded) or 'none'}); uploaded {mib(s.uploaded)}"
+        + (f" (share, * home: {shares})" if n > 1 else "")
+    )
+
+
+def measure_swarm(
+    origin: Server, origin_log: WharfAccessLog, scratch: Path, args: argparse.Namespace
+) -> list[SwarmSample]:
+    """Every scenario ``args.repeats`` times, round-robin (the order reversed every other
+    repetition), each on a fresh blob and fresh edges."""
+
+    def one(scenario: Scenario, i: int, position: int) -> SwarmSample:
+        s = swarm_sample(scenario, i, position, origin, origin_log, scratch, args)
+        log(
+            f"{scenario.mode:11} N={scenario.edges} {i + 1}/{args.repeats}: {describe_swarm_sample(s)}"
+        )
+        for problem in s.problems():
+            log(f"WARNING: {scenario.key} {i + 1}: {problem}")
+        if s.stray_web_seeds:
+            log(
+                f"NOTE: {scenario.key} {i + 1}: web seed bytes at edges other than the home "
+                f"(after a stall): {', '.join(s.stray_web_seeds)}"
+            )
+        return s
+
+    return round_robin(swarm_scenarios(args), args.repeats, one)
+
+
+# -- the --swarm report
+
+
+def of(samples: list[SwarmSample], scenario: Scenario) -> list[SwarmSample]:
+    return [s for s in samples if s.scenario == scenario]
+
+
+def time_ratios(samples: list[SwarmSample], scenario: Scenario) -> list[float]:
+    """Per repetition: ``scenario``'s all-done time over the baseline's (one edge alone, plain
+    pull-through) in the same repetition, so that a drift of the VM cancels out."""
+    base = {s.repetition: s.wall for s in of(samples, SWARM_BASELINE)}
+    return [s.wall / base[s.repetition] for s in of(samples, scenario) if s.repetition in base]
+
+
+def median_of(values: list[float], fmt: str = "{:.2f}") -> str:
+    return fmt.format(statistics.median(values)) if values else "-"
+
+
+def swarm_aims_table(samples: list[SwarmSample], args: argparse.Namespace) -> str:
+    base = [s.wall for s in of(samples, SWARM_BASELINE)]
+    alone = [s.wall for s in of(samples, SWARM_ALONE)]
+    lines = ["| aim | edges | measured | met |", "|---|--:|---|---|"]
+    for n in args.edge_counts:
+        mine = of(samples, Scenario.of_mode(n, "swarm"))
+        if not mine:
+            continue
+        ratios = [s.ratio for s in mine]
+        within = sum(r <= SWARM_EGRESS_AIM for r in ratios)
+        coop = [s.ratio for s in of(samples, Scenario.of_mode(n, "cooperation"))]
+        plain = [s.ratio for s in of(samples, Scenario.of_mode(n, "plain"))]
+        met = statistics.median(ratios) <= SWARM_EGRESS_AIM
+        lines.append(
+            f"| origin egress <= {SWARM_EGRESS_AIM:.2f}x the blob size, through the swarm | {n} | "
+            f"median {statistics.median(ratios):.2f}x (min / median / max {spread(ratios)}; "
+            f"{within} of {len(ratios)} repetitions within); cooperation over HTTP "
+            f"{median_of(coop)}x, plain {median_of(plain)}x | {'met' if met else 'MISSED'} |"
+        )
+    for n in args.edge_counts:
+        mine = of(samples, Scenario.of_mode(n, "swarm"))
+        paired = time_ratios(samples, Scenario.of_mode(n, "swarm"))
+        if not mine or not paired:
+            continue
+        within = sum(r <= SWARM_TIME_AIM for r in paired)
+        coop = time_ratios(samples, Scenario.of_mode(n, "cooperation"))
+        met = statistics.median(paired) <= SWARM_TIME_AIM
+        lines.append(
+            f"| all edges done within {SWARM_TIME_AIM:.1f}x the time of one edge alone (plain "
+            f"pull-through, N = 1), through the swarm | {n} | median "
+            f"{statistics.median(paired):.2f}x (per-repetition ratios, min / median / max "
+            f"{spread(paired)}; {within} of {len(paired)} within): {n} edges "
+            f"{median_of([s.wall for s in mine], '{:.2f} s')}, one edge alone "
+            f"{median_of(base, '{:.2f} s')} (one edge alone through the swarm: "
+            f"{median_of(alone, '{:.2f} s')}); cooperation over HTTP {median_of(coop)}x | "
+            f"{'met' if met else 'MISSED'} |"
+        )
+    problems = [f"{s.scenario.key} {s.repetition + 1}: {p}" for s in samples for p in s.problems()]
+    lines.append(
+        "| every client got the whole blob, sha256 checked; no non-2xx at the origin; its log "
+        "and /metrics agree (and the edges' counts of what came from it); no fill failed or "
+        "fell back to HTTP | - | "
+        + ("; ".join(problems) if problems else f"yes, in all {len(samples)} samples")
+        + f" | {'NOT met' if problems else 'met'} |"
+    )
+    return "\n".join(lines)
+
+
+def swarm_table(samples: list[SwarmSample], args: argparse.Namespace) -> str:
+    lines = [
+        "| edges | mode | origin GETs / HEADs of the blob, per repetition | origin egress, "
+        "median | egress / blob size, median | min / median / max | all edges done, median "
+        "| min - max | / one edge alone (plain), median of repetitions | first edge done, "
+        "median | edges' CPU s, median |",
+        "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for scenario in swarm_scenarios(args):
+        mine = of(samples, scenario)
+        if not mine:
+            continue
+        walls = [s.wall for s in mine]
+        ratios = [s.ratio for s in mine]
+        lines.append(
+            f"| {scenario.edges} | {swarm_label(scenario)} | "
+            f"{', '.join(f'{s.origin.gets} / {s.origin.heads}' for s in mine)} | "
+            f"{mib(statistics.median(s.egress for s in mine))} | "
+            f"{statistics.median(ratios):.2f}x | {spread(ratios)} | "
+            f"{seconds(statistics.median(walls))} | {seconds(min(walls))} - {seconds(max(walls))} | "
+            f"{median_of(time_ratios(samples, scenario), '{:.2f}x')} | "
+            f"{seconds(statistics.median(s.first_done for s in mine))} | "
+            f"{statistics.median(s.edges_cpu for s in mine):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def swarm_share_table(samples: list[SwarmSample]) -> str:
+    """Per swarm sample and edge: what it received from where, what it uploaded."""
+    lines = [
+        "| edges | repetition | edge | home | received from peers | from the web seed | "
+        "uploaded to other edges | share of all uploads | uploaded / blob size | swarm fills "
+        "complete / fallback | web seed added | its client's last byte |",
+        "|--:|--:|---|---|--:|--:|--:|--:|--:|---|--:|--:|",
+    ]
+    swarm = [s for s in samples if s.scenario.swarm]
+    for s in sorted(swarm, key=lambda s: (s.scenario.edges, s.repetition)):
+        for e in s.edges:
+            lines.append(
+                f"| {s.scenario.edges} | {s.repetition + 1} | {e.node} | "
+                f"{'home' if e.home else ''} | {mib(e.from_peers)} | {mib(e.from_web_seed)} | "
+                f"{mib(e.uploaded)} | {s.share(e):.0%} | {e.uploaded / s.size:.2f} | "
+                f"{e.complete:.0f} / {e.fallback:.0f} | {e.web_seeds_added:.0f} | "
+                f"{seconds(e.done)} |"
+            )
+    return "\n".join(lines)
+
+
+def swarm_share_summary(samples: list[SwarmSample], args: argparse.Namespace) -> str:
+    """Per N: how the uploads were spread over the edges (medians over the repetitions)."""
+    lines = [
+        "| edges | home's share of uploads | largest share of another edge | smallest share | "
+        "edges that uploaded >= 1 MiB, per repetition | uploaded in all / blob size |",
+        "|--:|--:|--:|--:|--:|--:|",
+    ]
+    for n in args.edge_counts:
+        mine = of(samples, Scenario.of_mode(n, "swarm"))
+        if not mine:
+            continue
+        home = [s.share(e) for s in mine for e in s.edges if e.home]
+        largest = [max((s.share(e) for e in s.edges if not e.home), default=0.0) for s in mine]
+        smallest = [min(s.share(e) for e in s.edges) for s in mine]
+        active = [sum(e.uploaded >= MiB for e in s.edges) for s in mine]
+        lines.append(
+            f"| {n} | {median_of(home, '{:.0%}')} | {median_of(largest, '{:.0%}')} | "
+            f"{median_of(smallest, '{:.0%}')} | {', '.join(map(str, active))} (of {n}) | "
+            f"{median_of([s.uploaded / s.size for s in mine])} |"
+        )
+    return "\n".join(lines)
+
+
+def swarm_detail_table(samples: list[SwarmSample], args: argparse.Namespace) -> str:
+    lines = [
+        "| scenario | repetition (place) | origin: blob GET / HEAD, metainfo GET, other | "
+        "statuses | egress: origin's log / its /metrics delta / edges' web seed bytes / "
+        "edges' HTTP fills from the origin | received from peers / uploaded, all edges | "
+        "each edge's last byte, s: min / median / max | first line, s: min / median / max | "
+        f"origin CPU s | edges' CPU s | CPU {SERVER_CPU} / {CLIENT_CPU} busy | problems |",
+        "|---|---|---|---|---|---|---|---|--:|--:|---|---|",
+    ]
+    order = {scenario: i for i, scenario in enumerate(swarm_scenarios(args))}
+    for s in sorted(samples, key=lambda s: (order.get(s.scenario, 99), s.repetition)):
+        statuses = ", ".join(f"{status} x{k}" for status, k in sorted(s.statuses.items()))
+        other = s.origin.other + s.metainfo.other + s.other_requests.total()
+        lines.append(
+            f"| {s.scenario.edges} edge{'s' if s.scenario.edges > 1 else ''}, "
+            f"{swarm_label(s.scenario)} | {s.repetition + 1} "
+            f"({s.position + 1}) | {s.origin.gets} / {s.origin.heads}, {s.metainfo.gets}, "
+            f"{other} | {statuses} | {mib(s.egress)} / {mib(s.metric_sent)} / "
+            f"{mib(s.from_web_seed)} / {mib(s.filled('upstream'))} | {mib(s.from_peers)} / "
+            f"{mib(s.uploaded)} | {spread([e.done for e in s.edges])} | "
+            f"{spread([e.first for e in s.edges])} | {s.origin_cpu:.2f} | {s.edges_cpu:.2f} | "
+            f"{s.busy.get(f'cpu{SERVER_CPU}', 0):.0%} / {s.busy.get(f'cpu{CLIENT_CPU}', 0):.0%} | "
+            f"{'; '.join(s.problems()) or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
+def swarm_observations(samples: list[SwarmSample]) -> str:
+    """What the run saw worth a note, as bullets: fallbacks, web seeds at other edges than
+    the home, problems; or that there were none."""
+    swarm = [s for s in samples if s.scenario.swarm]
+    found = []
+    fallbacks = [
+        f"{s.scenario.key} {s.repetition + 1}: {', '.join(s.fallbacks)}"
+        for s in swarm
+        if s.fallbacks
+    ]
+    found.append(
+        "- Swarm fills that fell back to plain HTTP: "
+        + ("; ".join(fallbacks) if fallbacks else f"none, in {len(swarm)} swarm samples")
+        + "."
+    )
+    stray = [
+        f"{s.scenario.key} {s.repetition + 1}: {', '.join(s.stray_web_seeds)}"
+        for s in swarm
+        if s.stray_web_seeds
+    ]
+    found.append(
+        "- Web seed bytes at edges other than the digest's home (they add the web seed only "
+        "after no new piece came for `swarm_stall_seconds`, 5 s by default): "
+        + ("; ".join(stray) if stray else "none")
+        + "."
+    )
+    problems = [f"{s.scenario.key} {s.repetition + 1}" for s in samples if s.problems()]
+    found.append(
+        "- Samples with a problem (see the aims' last row and the details): "
+        + (", ".join(problems) if problems else "none")
+        + "."
+    )
+    return "\n".join(found)
+
+
+def swarm_markdown(
+    samples: list[SwarmSample],
+    origin: Server,
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    elapsed: float,
+) -> str:
+    quick = (
+        f"**--quick run: one repetition, a {args.blob_bytes // MiB} MiB blob, N = "
+        f"{', '.join(map(str, args.edge_counts))} and 1 only; not for the record.**"
+    )
+    size = f"{args.blob_bytes // MiB} MiB"
+    counts = " and ".join(str(n) for n in args.edge_counts)
+    most = max(args.edge_counts)
+    return f"""# Wharf benchmark results: the swarm (BitTorrent among edges), origin egress and time
+
+{run_header(args, started, elapsed, quick)}
+
+The measurement, from the issue: one {size} blob (at least `swarm_threshold_bytes`, 64 MiB by
+default, so it goes through the swarm) asked of N = {counts} edges of a region at once; the
+origin's egress for it and the time until every edge has served it whole, through the swarm,
+with cooperation over HTTP only, and with neither; and one edge alone. The aims: through the
+swarm, origin egress at most {SWARM_EGRESS_AIM:.2f}x the blob size, and every edge done within
+{SWARM_TIME_AIM:.1f}x the time one edge alone takes. The baseline for the time is **one edge
+alone doing a plain pull-through** (`swarm = false`, `cooperate = false`, N = 1: one HTTP GET
+to the origin), in the same repetition; one edge alone through the swarm (the origin as its
+only web seed) is shown beside it.
+
+CPU pinning: the machine has {os.cpu_count()} cores. The origin and all N edges run under
+`taskset -c {SERVER_CPU}` (CPU {SERVER_CPU}): up to {most} edges (each with libtorrent's threads) and the origin share
+one core, so the times are those of a region squeezed onto one core (every edge's piece
+hashing, disk writes, uploads to the others and serving its client take turns), not of N
+machines. That weighs on the time aim: the baseline's one edge has that core to itself with the
+origin, while N swarm edges split it N ways and also upload to each other. Bytes (the egress
+aim) do not depend on it. The client side (the benchmark's own process: one connection per
+edge, every body hashed) runs on CPU {CLIENT_CPU} (`os.sched_setaffinity`).
+
+Servers: {origin.version}.
+
+- **origin**: `wharf origin serve --listen 127.0.0.1:0 --data-dir DIR`, every default (token
+  auth on, SQLite, filesystem blobs, log level info: one JSON line per request), plus
+  `WHARF_ORIGIN_TOKEN_TTL_SECONDS=86400`. The admin's password from `DIR/admin-password` gets
+  one token for `repository:{REPO}:pull,push` from `/auth/token` (Basic credentials); it pushes
+  each blob and is every client's `Authorization: Bearer` header at the edges.
+- **edges**: for each sample N fresh processes, `wharf edge serve --config edge-K.toml --listen
+  127.0.0.1:PORT --origin ORIGIN --data-dir NEW_DIR --cache-size 20GiB`, every other setting
+  default (`swarm_threshold_bytes` 64 MiB, `swarm_stall_seconds` 5 s, no rate limits), with an
+  empty cache (a new data dir, removed afterwards), ports picked up front. `edge-K.toml`
+  (static membership, all in region `{GOSSIP_REGION}`):
+
+  ```toml
+  [edge]
+  node_id = "edge-K"
+  region = "{GOSSIP_REGION}"
+  zone = "{GOSSIP_REGION}"
+  advertise_url = "http://127.0.0.1:PORT"
+  cooperate = true                     # swarm, cooperation; false for plain
+  swarm = true                         # swarm; false for cooperation and plain
+  swarm_listen = "127.0.0.1:TPORT"     # swarm only
+
+  [[edge.peers]]                       # one per edge of the sample, itself included
+  id = "edge-1"
+  role = "edge"
+  api_url = "http://127.0.0.1:PORT1"
+  region = "{GOSSIP_REGION}"
+  zone = "{GOSSIP_REGION}"
+  torrent_port = TPORT1                # swarm only
+  ```
+
+  With static peers an edge knows the others' swarm ports only from `torrent_port` (Consul
+  would advertise them); without it an edge would find other edges only through the home edge
+  it asks to join.
+- **modes**: **swarm** (`swarm = true`, `cooperate = true`): the edges fetch the blob piece by
+  piece from each other, the digest's home edge (rendezvous hashing over the region's edges)
+  with the origin as BEP 19 web seed from the start, the others only after no new piece came
+  for `swarm_stall_seconds`, and plain HTTP from the verified prefix if it stalls again (a
+  "fallback"). **cooperation** (`swarm = false`, `cooperate = true`): an edge asks the home
+  edge over HTTP, which fills from the origin once (what `--gossip` measures). **plain**
+  (`swarm = false`, `cooperate = false`): every edge fills from the origin itself.
+
+## Aims
+
+{swarm_aims_table(samples, args)}
+
+## Results
+
+{swarm_table(samples, args)}
+
+Medians of {args.repeats} repetition(s) of each scenario, round-robin over the scenarios (the
+order reversed every other repetition); each sample on a new blob and new edges.
+
+- **origin GETs / HEADs of the blob**: lines `GET` / `HEAD /v2/{REPO}/blobs/<digest>` in the
+  origin's access log during the sample. The web seed's requests are such GETs (with
+  `?wharf_seed=<token>`, which the log leaves out, and a `Range` header: 206), one per range
+  libtorrent asks for; an edge's HEAD asks the blob's size (whether it is large enough for the
+  swarm). The blob's metainfo (`GET /v2/{REPO}/_wharf/torrents/<digest>`, one per swarm edge)
+  is counted apart, in the details; its bytes are not in the egress.
+- **origin egress**: the sum of those lines' `bytes_out` (each response's Content-Length, the
+  range's length for a 206), i.e. the blob's body bytes the origin sent; checked against the
+  delta of the origin's `wharf_origin_http_sent_bytes_total{{route="{ORIGIN_BLOB_ROUTE}"}}` (which
+  nothing else moves during a sample) and against what the edges counted (see the details).
+- **egress / blob size**: 1.00 means the origin sent the blob once.
+- **all edges done**: from the moment the N requests left (all within a millisecond or so,
+  on connections opened beforehand) until the last byte of the last response, every response
+  read whole and checked (status 200, size, sha256). An edge holds a fill's last byte back
+  until the blob is verified. **/ one edge alone (plain)**: that time over the baseline's in
+  the same repetition, the median over the repetitions (what the time aim is judged on).
+  **first edge done**: the same for the first edge to finish.
+- **edges' CPU s**: user + system CPU time of all N edges together while the requests ran.
+
+## Upload share, through the swarm
+
+How the edges shared the work of spreading the blob: `wharf_edge_swarm_sent_bytes_total` (bytes
+uploaded to other edges; libtorrent's counter, which the edge copies about once a second, so
+every edge's /metrics is read at least {SWARM_COUNTERS_AFTER} s after the last response ended).
+
+{swarm_share_summary(samples, args)}
+
+Per edge and sample: **received from peers** and **from the web seed** are
+`wharf_edge_swarm_received_bytes_total` by source (counted when the swarm fill ends; libtorrent
+counts payload per connection, and bytes that arrived since the edge last looked are split in
+proportion, so the split is close, not exact); **swarm fills complete / fallback**:
+`wharf_edge_swarm_fills_total` by result; **web seed added**:
+`wharf_edge_swarm_web_seeds_added_total`.
+
+{swarm_share_table(samples)}
+
+## Details
+
+- **origin**: its access-log lines during the sample: blob GETs / HEADs, metainfo GETs, any
+  other request; the statuses of the blob's and the metainfo's lines.
+- **egress**: the origin's log; the delta of its `/metrics` counter for the blob route; what
+  the edges counted from the web seed (`wharf_edge_swarm_received_bytes_total{{source="web_seed"}}`,
+  all edges); what the edges verified from the origin over plain HTTP
+  (`wharf_edge_filled_bytes_total{{source="upstream"}}`: the whole blob per plain fill, and after a
+  swarm fill's fallback the whole blob too, prefix included). Without a fallback the first and
+  third must agree within {SWARM_TOLERANCE:.0%}, as must the first two always; for cooperation and plain
+  the first and fourth must be equal.
+- **received from peers / uploaded**: over all edges.
+- **each edge's last byte** and **first line**: seconds from sending the requests, over the N
+  clients.
+- **origin CPU s**, **edges' CPU s**: user + system CPU time of the origin, and of all N edges
+  together, from sending the requests until the last response was complete; **CPU N busy**:
+  that core's non-idle share over the same time (from /proc/stat).
+
+{swarm_detail_table(samples, args)}
+
+## Method and notes
+
+- Per sample: a new {size} blob of random bytes is pushed to the origin's `{REPO}` through the
+  OCI API (POST /v2/{REPO}/blobs/uploads/, then PUT Location?digest=) and read back from it
+  once (checked; this also leaves it in the origin's page cache alike for every sample); then N
+  edges start with empty caches and the run waits until each answers `/readyz` 200 (it holds
+  the origin's signing keys) and the origin's log has been quiet for {EDGE_SETTLE:.0f} s. Then one
+  `GET /v2/{REPO}/blobs/<digest>` with the token goes to each edge at the same moment, from the
+  benchmark's own process (asyncio, raw HTTP/1.1, `Connection: close`). Once every response is
+  complete the origin's log is read until quiet for {EDGE_SETTLE:.0f} s and its `/metrics` read; every
+  edge's `/metrics` is read no sooner than {SWARM_COUNTERS_AFTER} s after the last response ended; then the
+  edges are stopped (SIGTERM) and their caches removed. The same machinery as `--gossip`.
+- The home edge is the digest's rendezvous-hashing winner over the node ids, as the edges
+  compute it (`gossip.ring.weight`); with static peers every edge is healthy, so the bench
+  names the same one.
+- The whole region shares one core (see CPU pinning), and loopback has no bandwidth limit: on
+  real machines each edge would have its own CPU and disk, and the network would be the limit,
+  so the times here say how the modes compare on this machine, not what a region of N machines
+  would take.
+- Any non-200 response to a client, short body or wrong sha256 fails the run; the other
+  problems (non-2xx at the origin, the origin's log and /metrics more than {SWARM_TOLERANCE:.0%} apart, the
+  edges' web seed bytes more than {SWARM_TOLERANCE:.0%} off the origin's log, a failed fill, a swarm fill
+  that fell back to HTTP, an edge without a swarm fill) are logged as warnings and shown in the
+  aims' last row and the details.
+
+What this run saw:
+
+{swarm_observations(samples)}
+"""
+
+
+def swarm_main(args: argparse.Namespace) -> int:
+    """--swarm: origin egress and time for one large blob asked of N edges at once, through
+    the swarm, with cooperation over HTTP, plain; see bench/README.md."""
+    samples, origin, started, elapsed = origin_run(
+        args,
+        f"{args.repeats} repetition(s) of N = {', '.join(map(str, args.edge_counts))} edges "
+        f"({', '.join(SWARM_MODES)}) and one edge alone (plain, swarm), "
+        f"{args.blob_bytes // MiB} MiB blobs",
+        partial(measure_swarm, args=args),
+    )
+    report(
+        args,
+        [
+            swarm_aims_table(samples, args),
+            swarm_table(samples, args),
+            swarm_share_summary(samples, args),
+            swarm_share_table(samples),
+            swarm_detail_table(samples, args),
+            "What this run saw:\n\n" + swarm_observations(samples),
+        ],
+        lambda: swarm_markdown(samples, origin, args, started, elapsed),
+        elapsed,
+    )
     return 0
 
 
@@ -3295,13 +4143,20 @@ def main() -> int:
         "once, cooperating or not (writes bench/RESULTS-gossip.md)",
     )
     parser.add_argument(
+        "--swarm",
+        action="store_true",
+        help="instead: origin egress and time for one 256 MiB blob asked of N = 4 and 8 edges "
+        "at once, through the swarm, cooperating over HTTP or plain, and of one edge alone "
+        "(writes bench/RESULTS-swarm.md)",
+    )
+    parser.add_argument(
         "--keep-scratch", action="store_true", help="keep the scratch directory (data, logs)"
     )
     parser.add_argument(
         "--output",
         type=Path,
         help="results file (default bench/RESULTS.md; --auth: RESULTS-auth.md, --edge: "
-        "RESULTS-edge.md, --gossip: RESULTS-gossip.md)",
+        "RESULTS-edge.md, --gossip: RESULTS-gossip.md, --swarm: RESULTS-swarm.md)",
     )
     parser.add_argument(
         "--only",
@@ -3310,10 +4165,10 @@ def main() -> int:
         help="measure only these servers (repeatable; the table needs all three)",
     )
     args = parser.parse_args()
-    if args.auth + args.edge + args.gossip > 1:
-        parser.error("--auth, --edge and --gossip are separate runs")
-    if (args.auth or args.edge or args.gossip) and args.only:
-        parser.error("--only does not apply to --auth, --edge or --gossip")
+    if args.auth + args.edge + args.gossip + args.swarm > 1:
+        parser.error("--auth, --edge, --gossip and --swarm are separate runs")
+    if (args.auth or args.edge or args.gossip or args.swarm) and args.only:
+        parser.error("--only does not apply to --auth, --edge, --gossip or --swarm")
     if args.output is None and not args.quick:
         name = (
             "RESULTS-auth.md"
@@ -3322,6 +4177,8 @@ def main() -> int:
             if args.edge
             else "RESULTS-gossip.md"
             if args.gossip
+            else "RESULTS-swarm.md"
+            if args.swarm
             else "RESULTS.md"
         )
         args.output = ROOT / "bench" / name
@@ -3332,6 +4189,14 @@ def main() -> int:
             args.blob_bytes, args.edge_counts, args.repeats = 16 * MiB, (4,), 1
         else:
             args.blob_bytes, args.edge_counts, args.repeats = BIG_BLOB_BYTES, (4, 8), 3
+    elif args.swarm:
+        # As --gossip, plus one edge alone (plain, swarm) per repetition. The quick blob is
+        # still large enough for the swarm.
+        if args.quick:
+            args.blob_bytes, args.edge_counts, args.repeats = 72 * MiB, (2,), 1
+        else:
+            args.blob_bytes, args.edge_counts, args.repeats = BIG_BLOB_BYTES, (4, 8), 3
+        assert args.blob_bytes >= SWARM_THRESHOLD
     elif args.edge:
         # big_bytes: the hit blob; cold_*: one fresh blob per cold round; herd_*: one fresh
         # blob per repetition of the concurrent-miss test, each with herd_clients clients.
@@ -3371,6 +4236,8 @@ def main() -> int:
         return edge_main(args)
     if args.gossip:
         return gossip_main(args)
+    if args.swarm:
+        return swarm_main(args)
     started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
     scratch = start_run(
         args, ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry")

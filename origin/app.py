@@ -94,8 +94,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[MANIFESTS] = ManifestService(
         meta, blobs, ReadCache(config.cache_entries, config.cache_ttl_seconds)
     )
-    app[TORRENTS] = TorrentService(blobs, config.data_dir / "torrents")
+    app[TORRENTS] = torrents = TorrentService(
+        blobs, config.data_dir / "torrents", config.torrent_precompute_bytes
+    )
     yield
+    await torrents.close()
     await engine.dispose()
 
 

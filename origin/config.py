@@ -43,6 +43,9 @@ class OriginConfig(NodeSettings, ServerSettings):
     # A web seed token (an edge fetching a blob's pieces from the origin over BitTorrent's
     # BEP 19) lives this long: enough for one large blob; past it the edge falls back to HTTP.
     seed_token_ttl_seconds: float = 900.0
+    # Pushed blobs this large get their torrent metainfo at once, so the first edges to pull
+    # them do not wait for it (edges fetch blobs of 64 MiB and more over BitTorrent); 0: never.
+    torrent_precompute_bytes: int = 64 * MiB
     signing_key_rotation_days: float = 90.0  # a new signing key this often (0: never)
     # Off: /v2/ answers without tokens, as an open registry would. For benchmarks and sealed
     # labs only, so it is refused unless the origin listens on a loopback address.

@@ -8,7 +8,7 @@ from ocicore.auth.enforce import GRANT
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.names import validate_name
 from origin.api.common import body, content_range, digest_param, repo
-from origin.keys import BLOBS, UPLOADS
+from origin.keys import BLOBS, TORRENTS, UPLOADS
 
 
 def _session_headers(name: str, upload_id: str, offset: int) -> dict[str, str]:
@@ -41,7 +41,8 @@ async def start(request: web.Request) -> web.Response:
             return _created(name, str(digest))
     elif "digest" in request.query:
         digest = digest_param(request.query["digest"])
-        await uploads.monolithic(name, digest, body(request))
+        size = await uploads.monolithic(name, digest, body(request))
+        request.app[TORRENTS].pushed(name, digest, size)
         return _created(name, str(digest))
     upload_id = await uploads.start(name)
     return web.Response(status=202, headers=_session_headers(name, upload_id, 0))
@@ -75,7 +76,8 @@ async def put(request: web.Request) -> web.Response:
         raise OCIError(ErrorCode.DIGEST_INVALID, "digest query parameter is required")
     digest = digest_param(request.query["digest"])
     chunk = content_range(request)
-    await request.app[UPLOADS].finish(name, upload_id, digest, body(request), chunk)
+    size = await request.app[UPLOADS].finish(name, upload_id, digest, body(request), chunk)
+    request.app[TORRENTS].pushed(name, digest, size)
     return _created(name, str(digest))
 
 

@@ -1,8 +1,8 @@
 """Torrent metainfo of the origin's blobs, computed once per blob and kept beside them.
 
-Computed on first request (hashing a 256 MiB blob takes under a second) and stored under
-``<data_dir>/torrents/<algorithm>/<hex>.torrent``; concurrent first requests share one
-computation. The bytes are deterministic (``ocicore.torrent``), so any origin replica computes
+Computed when a large blob is pushed (in the background: the push is acknowledged first) or
+else on first request (hashing a 256 MiB blob takes under a second), and stored under
+``<data_dir>/torrents/<algorithm>/<hex>.torrent``; concurrent requests share one computation. The bytes are deterministic (``ocicore.torrent``), so any origin replica computes
 the same file and a lost one is simply computed again.
 """
 
@@ -13,17 +13,44 @@ import os
 import uuid
 from pathlib import Path
 
+import structlog
+
 from ocicore.digest import Digest
 from ocicore.singleflight import SingleFlight
 from ocicore.torrent import metainfo
 from origin.registry.blobs import BlobService
 
+_log = structlog.get_logger("wharf.origin.torrents")
+
 
 class TorrentService:
-    def __init__(self, blobs: BlobService, root: Path) -> None:
+    def __init__(self, blobs: BlobService, root: Path, precompute_bytes: int = 0) -> None:
+        """``precompute_bytes``: blobs pushed this large or larger get their metainfo at
+        once (0: only when asked)."""
         self.blobs = blobs
         self.root = root
+        self.precompute_bytes = precompute_bytes
         self._flights: SingleFlight[bytes] = SingleFlight()
+        self._tasks: set[asyncio.Task[bytes]] = set()
+
+    def pushed(self, name: str, digest: Digest, size: int) -> None:
+        """A blob was pushed: compute its metainfo now if it is large enough for a swarm."""
+        if not self.precompute_bytes or size < self.precompute_bytes:
+            return
+        task = asyncio.create_task(self.get(name, digest), name=f"metainfo {digest}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[bytes]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning("metainfo not computed", error=str(task.exception()))
+
+    async def close(self) -> None:
+        """Cancel what is being computed (it is computed again when asked)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _path(self, digest: Digest) -> Path:
         return self.root / digest.algorithm / f"{digest.encoded}.torrent"

@@ -3,6 +3,7 @@ the same info-hash), correct (every piece hash matches the blob), authorized lik
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
@@ -114,3 +115,29 @@ async def test_a_web_seed_token_opens_one_blob_of_one_repository_and_nothing_els
             f"/v2/team/app/blobs/{digest}", headers={"Authorization": f"Bearer {token}"}
         ) as r:
             assert r.status == 401  # not a registry token either
+
+
+async def test_a_large_pushed_blob_has_its_metainfo_before_anyone_asks(
+    origin_config: OriginConfig, tmp_path: Path
+) -> None:
+    config = dataclasses.replace(
+        origin_config, data_dir=tmp_path / "eager", torrent_precompute_bytes=2 * MiB
+    )
+    origin = await start_origin(config)
+    try:
+        async with aiohttp.ClientSession(
+            base_url=origin.url, middlewares=(registry_auth("admin", origin.password),)
+        ) as client:
+            large = await push_blob(client, "team/app", os.urandom(3 * MiB))
+            await push_blob(client, "team/app", os.urandom(MiB))  # below: only when asked
+        folder = config.data_dir / "torrents" / "sha256"
+        for _ in range(100):
+            if (folder / f"{large.removeprefix('sha256:')}.torrent").exists():
+                break
+            await asyncio.sleep(0.05)
+        assert [p.name for p in folder.iterdir()] == [f"{large.removeprefix('sha256:')}.torrent"]
+        status, body, _ = await torrent(origin, "team/app", large)
+        assert status == 200
+        assert (folder / f"{large.removeprefix('sha256:')}.torrent").read_bytes() == body
+    finally:
+        await origin.server.close()
