@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge.blobs import Ask
-from edge.keys import BLOBS, MANIFESTS, SWARM, UPSTREAMS
+from edge.keys import BLOBS, EDGE_PUSHES, MANIFESTS, SWARM, UPSTREAMS
 from edge.manifests import ACCEPT, ManifestAsk
 from edge.swarm import HOP, PORT
 from edge.upstream import Route, Unreachable
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.names import validate_name
+from ocicore.web.pushes import add_upload_routes
 
 NAME = "{name:[^{}]+}"
 _PASSED_ON = ("Content-Type", "Link", "OCI-Filters-Applied")
@@ -97,13 +98,19 @@ async def passthrough(request: web.Request) -> web.Response:
         raise OCIError(ErrorCode.UNAVAILABLE, "the upstream is unreachable") from None
 
 
-async def push(request: web.Request) -> web.Response:
-    raise OCIError(
-        ErrorCode.UNSUPPORTED, "this edge does not accept pushes yet: push to the origin"
-    )
+async def refuse_push(request: web.Request) -> web.Response:
+    raise OCIError(ErrorCode.UNSUPPORTED, "this edge does not accept pushes: push to the origin")
 
 
-def add_routes(app: web.Application) -> None:
+async def refuse_delete(request: web.Request) -> web.Response:
+    raise OCIError(ErrorCode.UNSUPPORTED, "deletes go to the origin")
+
+
+async def put_manifest(request: web.Request) -> web.Response:
+    return await request.app[EDGE_PUSHES].put_manifest(request)
+
+
+def add_routes(app: web.Application, pushes: bool) -> None:
     r = app.router
     r.add_get(f"/v2/{NAME}/blobs/{{digest}}", blob)
     r.add_get(f"/v2/{NAME}/_wharf/torrents/{{digest}}", torrent)
@@ -112,7 +119,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"/v2/{NAME}/tags/list", passthrough)
     r.add_get(f"/v2/{NAME}/referrers/{{digest}}", passthrough)
     r.add_get("/v2/_catalog", passthrough)
-    r.add_post(f"/v2/{NAME}/blobs/uploads/", push)
-    r.add_put(f"/v2/{NAME}/manifests/{{reference}}", push)
-    r.add_delete(f"/v2/{NAME}/manifests/{{reference}}", push)
-    r.add_delete(f"/v2/{NAME}/blobs/{{digest}}", push)
+    if pushes:
+        add_upload_routes(r, NAME)
+        r.add_put(f"/v2/{NAME}/manifests/{{reference}}", put_manifest)
+    else:
+        r.add_post(f"/v2/{NAME}/blobs/uploads/", refuse_push)
+        r.add_put(f"/v2/{NAME}/manifests/{{reference}}", refuse_push)
+    r.add_delete(f"/v2/{NAME}/manifests/{{reference}}", refuse_delete)
+    r.add_delete(f"/v2/{NAME}/blobs/{{digest}}", refuse_delete)

@@ -14,15 +14,28 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from edge import api
 from edge.blobs import Ask, EdgeBlobs
 from edge.config import EdgeConfig
+from edge.journal import Journal
 from edge.jwks import OriginKeys
-from edge.keys import BLOBS, CONFIG, MANIFESTS, ORIGIN_KEYS, SEEDER, STORE, SWARM, UPSTREAMS
+from edge.keys import (
+    BLOBS,
+    CONFIG,
+    EDGE_PUSHES,
+    MANIFESTS,
+    ORIGIN_KEYS,
+    SEEDER,
+    STORE,
+    SWARM,
+    UPSTREAMS,
+)
 from edge.manifests import EdgeManifests
-from edge.metrics import EdgeMetrics, SwarmMetrics
+from edge.metrics import EdgeMetrics, ReplicationMetrics, SwarmMetrics
+from edge.pushes import ORIGIN, EdgePushes
+from edge.replication import Replicator
 from edge.seeding import Seeder
 from edge.store import BlobStore
 from edge.swarm import EdgeSwarm
@@ -35,13 +48,16 @@ from ocicore.auth.tokens import TokenVerifier
 from ocicore.fills import Fills
 from ocicore.tasks import repeat, running
 from ocicore.torrent import Swarm, SwarmSettings
+from ocicore.uploads import UploadService
 from ocicore.web.health import Readiness, add_health_routes
 from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
+from ocicore.web.pushes import PUSHES, BlobPushes
 from ocicore.web.sendfile import SendfilePool
 
 _log = structlog.get_logger("wharf.edge")
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+UPLOAD_TTL = 7 * 24 * 3600.0  # an upload session left open this long is dropped
 
 
 async def _client(app: web.Application) -> AsyncIterator[None]:
@@ -99,6 +115,52 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     await fills.close()
     await asyncio.to_thread(sendfile.close)
     await asyncio.to_thread(store.close)
+
+
+async def _pushes(app: web.Application) -> AsyncIterator[None]:
+    """Pushes (when the edge has a replicator account): the journal, the upload protocol over
+    the edge's store, and the replicator that carries what was pushed to the origin."""
+    config = app[CONFIG]
+    if not config.accepts_pushes:
+        yield
+        return
+    journal = Journal(config.data_dir / "journal.db")
+    await journal.open()
+    store, manifests = app[STORE], app[MANIFESTS]
+    for item in await journal.pending():
+        if item.tag is not None:
+            manifests.pushed_tags.add((f"{ORIGIN}:{item.repository}", item.tag))
+    registry = app[METRICS].registry
+    metrics = ReplicationMetrics.create(registry)
+    metrics.depth.set_function(lambda: journal.depth)
+    metrics.oldest.set_function(journal.oldest_age)
+    replicator = Replicator(
+        journal,
+        store,
+        manifests,
+        app[UPSTREAMS].origin,
+        app[SESSION],
+        config,
+        metrics,
+    )
+    pushes = EdgePushes(store, journal, manifests, app[UPSTREAMS], config, replicator.wake.set)
+    in_progress = Gauge("wharf_edge_uploads_in_progress", "Open upload sessions", registry=registry)
+    in_progress.set(len(await journal.upload_ids()))
+    uploads = UploadService(store.files, journal, pushes.link, config.max_blob_bytes, in_progress)
+    app[PUSHES] = BlobPushes(uploads, pushes.mount)
+    app[EDGE_PUSHES] = pushes
+
+    async def reap() -> None:
+        await uploads.expire(UPLOAD_TTL)
+
+    try:
+        async with running(
+            replicator=replicator.run(),
+            upload_reaper=repeat(reap, 600.0, "upload-reaper", 600.0),
+        ):
+            yield
+    finally:
+        await journal.close()
 
 
 def _home_of(app: web.Application) -> Callable[[Ask], Upstream | None]:
@@ -238,9 +300,9 @@ def create_app(config: EdgeConfig) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = HttpMetrics.create("edge", CollectorRegistry())
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    app.cleanup_ctx.extend([_client, _origin_keys, _store, _swarm, _membership])
+    app.cleanup_ctx.extend([_client, _origin_keys, _store, _pushes, _swarm, _membership])
     add_health_routes(app, _readiness(app))
     app.router.add_get("/metrics", metrics_handler)
-    api.add_routes(app)
+    api.add_routes(app, config.accepts_pushes)
     gossip_web.add_routes(app)
     return app

@@ -64,6 +64,12 @@ class EdgeConfig(NodeSettings, ServerSettings):
     shutdown_timeout_seconds: float = 30.0
     mirrors: tuple[Mirror, ...] = ()
     cooperate: bool = True  # on a miss, ask the digest's home edge in the region first
+    # Pushes: accepted here and carried to the origin as the user who pushed, through the
+    # origin account below (named in the origin's `replicators`). Empty: pushes are refused.
+    replication_username: str = ""
+    replication_password: str = field(default="", repr=False)  # never in a log line
+    replication_retry_max_seconds: float = 60.0  # backoff cap between attempts
+    max_blob_bytes: int = 64 * GiB  # a larger pushed blob gets 413 SIZE_INVALID
     # BitTorrent among edges: blobs of at least swarm_threshold_bytes are fetched piece by
     # piece from other edges (the origin as web seed when none has them) and seeded.
     swarm: bool = True
@@ -91,6 +97,8 @@ class EdgeConfig(NodeSettings, ServerSettings):
                 "header_timeout_seconds",
                 "jwks_refresh_seconds",
                 "swarm_connections",
+                "replication_retry_max_seconds",
+                "max_blob_bytes",
                 "swarm_stall_seconds",
             )
         )
@@ -101,6 +109,10 @@ class EdgeConfig(NodeSettings, ServerSettings):
         if self.swarm_listen:
             return self.swarm_listen
         return f"[{self.host}]:0" if ":" in self.host else f"{self.host}:0"
+
+    @property
+    def accepts_pushes(self) -> bool:
+        return bool(self.replication_username)
 
     @property
     def realm(self) -> str:

@@ -8,6 +8,7 @@ from edge.blobs import EdgeBlobs
 from edge.config import EdgeConfig
 from edge.jwks import OriginKeys
 from edge.manifests import EdgeManifests
+from edge.pushes import EdgePushes
 from edge.seeding import Seeder
 from edge.store import BlobStore
 from edge.upstream import Upstreams
@@ -21,3 +22,4 @@ MANIFESTS = web.AppKey("manifests", EdgeManifests)
 ORIGIN_KEYS = web.AppKey("origin_keys", OriginKeys)
 SEEDER = web.AppKey("seeder", Seeder)
 SWARM = web.AppKey("swarm", Swarm)
+EDGE_PUSHES = web.AppKey("edge_pushes", EdgePushes)

@@ -70,8 +70,11 @@ class EdgeManifests:
         # round trip; each was authorized on its own first.
         self._flights: SingleFlight[tuple[Manifest, bool]] = SingleFlight()
         self.on_manifest: list[Callable[[bytes], None]] = []  # e.g. note the layers' sizes
+        # Tags pushed here that the origin does not have yet: served as pushed, never
+        # revalidated (the origin would say they do not exist) until replicated.
+        self.pushed_tags: set[tuple[str, str]] = set()
 
-    def _cached(self, digest: str) -> Manifest | None:
+    def cached(self, digest: str) -> Manifest | None:
         found = self.index.get(f"manifest:{digest}")
         if isinstance(found, tuple) and len(found) == 2:
             return Manifest(digest, str(found[0]), bytes(found[1]))
@@ -81,6 +84,31 @@ class EdgeManifests:
         self.index.set(f"manifest:{manifest.digest}", (manifest.media_type, manifest.body))
         for listener in self.on_manifest:
             listener(manifest.body)
+
+    def has(self, digest: str) -> bool:
+        return self.cached(digest) is not None
+
+    def tag_digest(self, where: str, tag: str) -> str | None:
+        found = self.index.get(f"tag:{where}:{tag}")
+        return str(found[0]) if isinstance(found, tuple) else None
+
+    def keep_pushed(
+        self, where: str, digest: str, media_type: str, body: bytes, tag: str | None
+    ) -> None:
+        """A manifest pushed here: served at once, its tag pinned until replicated."""
+        self._keep(Manifest(digest, media_type, body))
+        if tag is not None:
+            self.index.set(f"tag:{where}:{tag}", (digest, time.time()))
+            self.pushed_tags.add((where, tag))
+
+    def replicated(self, where: str, tag: str | None, kept: bool) -> None:
+        """The origin has the push now; ``kept``: its tag too (else the origin's tag wins,
+        asked for at the next pull)."""
+        if tag is None:
+            return
+        self.pushed_tags.discard((where, tag))
+        if not kept:
+            self.index.delete(f"tag:{where}:{tag}")
 
     def _tag(self, ask: ManifestAsk) -> tuple[str, float] | None:
         found = self.index.get(f"tag:{ask.where}:{ask.reference}")
@@ -95,11 +123,15 @@ class EdgeManifests:
             held = self.store.held(ask.where, ask.reference)
             if held is None or time.time() - held >= self.config.held_ttl_seconds:
                 return None
-            return self._cached(ask.reference)
+            return self.cached(ask.reference)
         tag = self._tag(ask)
-        if tag is None or time.time() - tag[1] >= self.config.tag_ttl_seconds:
+        if tag is None:
             return None
-        return self._cached(tag[0])
+        if (ask.where, ask.reference) not in self.pushed_tags and (
+            time.time() - tag[1] >= self.config.tag_ttl_seconds
+        ):
+            return None
+        return self.cached(tag[0])
 
     async def serve(self, request: web.Request, ask: ManifestAsk) -> web.Response:
         fresh = self._fresh(ask)
@@ -125,7 +157,7 @@ class EdgeManifests:
 
     async def _by_digest(self, ask: ManifestAsk) -> tuple[Manifest, bool]:
         Digest.parse(ask.reference)
-        cached = self._cached(ask.reference)
+        cached = self.cached(ask.reference)
         self.metrics.misses.labels("manifest").inc()
         try:
             if cached is not None:
@@ -144,7 +176,7 @@ class EdgeManifests:
 
     async def _by_tag(self, ask: ManifestAsk) -> tuple[Manifest, bool]:
         tag = self._tag(ask)
-        cached = self._cached(tag[0]) if tag is not None else None
+        cached = self.cached(tag[0]) if tag is not None else None
         age = time.time() - tag[1] if tag is not None else float("inf")
         self.metrics.misses.labels("manifest").inc()
         try:
@@ -153,7 +185,7 @@ class EdgeManifests:
                 if status == 404:
                     self.index.delete(f"tag:{ask.where}:{ask.reference}")
                 raise _refused(status, ask)
-            known = self._cached(digest) if digest else None
+            known = self.cached(digest) if digest else None
             manifest = known if known is not None else await self._fetch(ask)
         except Unreachable:
             if cached is not None and age < self.config.max_stale_seconds:

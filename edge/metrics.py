@@ -137,3 +137,64 @@ class SwarmMetrics:
         for result in ("complete", "fallback"):
             metrics.fills.labels(result).inc(0)
         return metrics
+
+
+@dataclass(frozen=True)
+class ReplicationMetrics:
+    """What the edge's replicator counts (``wharf_edge_replication_*``)."""
+
+    depth: Gauge
+    oldest: Gauge
+    replicated: Counter
+    bytes: Counter
+    failures: Counter
+    conflicts: Counter
+    lag: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ReplicationMetrics:
+        metrics = cls(
+            depth=Gauge(
+                "wharf_edge_replication_pending",
+                "Pushes accepted here that the origin does not have yet",
+                registry=registry,
+            ),
+            oldest=Gauge(
+                "wharf_edge_replication_oldest_pending_seconds",
+                "Age of the oldest push the origin does not have yet (0: none)",
+                registry=registry,
+            ),
+            replicated=Counter(
+                "wharf_edge_replication_replicated",
+                "Objects carried to the origin, by kind (blob, mount, manifest, tag)",
+                ("kind",),
+                registry=registry,
+            ),
+            bytes=Counter(
+                "wharf_edge_replication_sent_bytes",
+                "Blob bytes uploaded to the origin",
+                registry=registry,
+            ),
+            failures=Counter(
+                "wharf_edge_replication_failures",
+                "Replication attempts that failed (retry: tried again later; refused: for good)",
+                ("reason",),
+                registry=registry,
+            ),
+            conflicts=Counter(
+                "wharf_edge_replication_conflicts",
+                "Pushed tags the origin kept its own digest for (moved there since the push)",
+                registry=registry,
+            ),
+            lag=Histogram(
+                "wharf_edge_replication_lag_seconds",
+                "From a push's acknowledgement here until the origin had it",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+                registry=registry,
+            ),
+        )
+        for kind in ("blob", "mount", "manifest", "tag"):
+            metrics.replicated.labels(kind).inc(0)
+        for reason in ("retry", "refused"):
+            metrics.failures.labels(reason).inc(0)
+        return metrics

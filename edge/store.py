@@ -133,6 +133,11 @@ class BlobStore:
         """Verify and commit a filled blob (``hexdigest``: its running hash; None: hash the
         file), index it, and make room for it."""
         size = await self.files.commit(upload_id, digest, hexdigest)
+        await self.adopt(digest, size)
+        return size
+
+    async def adopt(self, digest: Digest, size: int) -> None:
+        """Index a blob already committed to the files (a push), and make room for it."""
         key = str(digest)
         if key not in self._entries:
             self.total += size
@@ -144,7 +149,6 @@ class BlobStore:
                 listener(victim)
         if victims:
             await asyncio.to_thread(self.remove, victims)
-        return size
 
     def pin(self, digest: Digest) -> None:
         self.index.set(f"pin:{digest}", True)

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -57,6 +58,7 @@ class Upstream:
         headers: Mapping[str, str] | None = None,
         scope: str | None = None,
         deadlines: aiohttp.ClientTimeout | None = None,
+        data: Any = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A response from the upstream (5xx and connection failures raise Unreachable)."""
         sent = dict(headers or {})
@@ -68,7 +70,7 @@ class Upstream:
         limits = deadlines or self.session.timeout
         try:
             response = await self.session.request(
-                method, self.base_url + path, headers=sent, timeout=limits
+                method, self.base_url + path, headers=sent, timeout=limits, data=data
             )
             if response.status == 401 and self.mirror is not None and scope is not None:
                 challenge = response.headers.get("WWW-Authenticate", "")

@@ -8,6 +8,7 @@ from typing import Any
 
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
+from ocicore.names import is_tag
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -164,3 +165,27 @@ def parse_manifest(payload: bytes, content_type: str | None, algorithm: str = "s
         artifact_type=artifact_type,
         annotations=_annotations(doc),
     )
+
+
+def parse_reference(reference: str) -> Digest | str:
+    """A manifest reference is a digest or a tag; anything else is refused."""
+    if Digest.is_digest(reference):
+        return Digest.parse(reference)
+    if not is_tag(reference):
+        raise OCIError(ErrorCode.MANIFEST_INVALID, f"invalid tag {reference[:140]!r}")
+    return reference
+
+
+def parse_pushed(
+    reference: Digest | str, payload: bytes, content_type: str | None
+) -> tuple[Manifest, str | None]:
+    """A manifest pushed to ``reference``, validated (and its digest checked against a digest
+    reference), and the tag it was pushed to, if any."""
+    algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
+    manifest = parse_manifest(payload, content_type, algorithm)
+    if isinstance(reference, Digest) and manifest.digest != reference:
+        raise OCIError(
+            ErrorCode.DIGEST_INVALID,
+            f"manifest digest is {manifest.digest}, pushed as {reference}",
+        )
+    return manifest, reference if isinstance(reference, str) else None

@@ -23,9 +23,11 @@ from ocicore.auth.enforce import bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.cas import ContentStore
 from ocicore.tasks import repeat, running
+from ocicore.uploads import UploadService
 from ocicore.web.health import Readiness, add_health_routes
 from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
+from ocicore.web.pushes import PUSHES, BlobPushes
 from ocicore.web.sendfile import SendfilePool
 from origin import api
 from origin.admin.organizations import Organizations
@@ -66,7 +68,6 @@ from origin.registry.blobs import BlobService
 from origin.registry.cache import ReadCache
 from origin.registry.manifests import ManifestService
 from origin.registry.torrents import TorrentService
-from origin.registry.uploads import UploadService
 
 _log = structlog.get_logger("wharf.origin")
 
@@ -90,13 +91,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     in_progress.set(await meta.count_uploads())
     app[META] = meta
     app[BLOBS] = blobs
-    app[UPLOADS] = UploadService(store, meta, config.max_blob_bytes, in_progress)
+    app[UPLOADS] = UploadService(store, meta, meta.link_blob, config.max_blob_bytes, in_progress)
     app[MANIFESTS] = ManifestService(
         meta, blobs, ReadCache(config.cache_entries, config.cache_ttl_seconds)
     )
     app[TORRENTS] = torrents = TorrentService(
         blobs, config.data_dir / "torrents", config.torrent_precompute_bytes
     )
+    app[PUSHES] = BlobPushes(app[UPLOADS], blobs.mount, torrents.pushed)
     yield
     await torrents.close()
     await engine.dispose()
@@ -149,6 +151,7 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
                 config.login_failure_window_seconds,
             )
         ),
+        frozenset(config.replicators),
     )
     app[PEOPLE] = People(accounts, app[AUDIT])
     app[ORGANIZATIONS] = Organizations(accounts, app[AUDIT])

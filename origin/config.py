@@ -43,6 +43,9 @@ class OriginConfig(NodeSettings, ServerSettings):
     # A web seed token (an edge fetching a blob's pieces from the origin over BitTorrent's
     # BEP 19) lives this long: enough for one large blob; past it the edge falls back to HTTP.
     seed_token_ttl_seconds: float = 900.0
+    # Accounts (an edge's robot or user) that may get tokens acting for other accounts, to
+    # carry pushes accepted at an edge to the origin as the user who pushed them.
+    replicators: tuple[str, ...] = ()
     # Pushed blobs this large get their torrent metainfo at once, so the first edges to pull
     # them do not wait for it (edges fetch blobs of 64 MiB and more over BitTorrent); 0: never.
     torrent_precompute_bytes: int = 64 * MiB

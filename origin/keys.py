@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.cas import ContentStore
+from ocicore.uploads import UploadService
 from ocicore.web.sendfile import SendfilePool
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
@@ -19,7 +20,6 @@ from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
 from origin.registry.manifests import ManifestService
 from origin.registry.torrents import TorrentService
-from origin.registry.uploads import UploadService
 
 CONFIG = web.AppKey("config", OriginConfig)
 META = web.AppKey("metadata", MetadataStore)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.pytest_plugin import AiohttpClient
 from aiohttp.test_utils import TestServer
@@ -10,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app
 from origin.config import OriginConfig
-from tests.edges import Upstream, start_origin
+from tests.edges import Upstream, start_edge, start_origin
 from tests.process import OriginProcess
 from tests.support import Client, admin_auth
 
@@ -51,3 +53,38 @@ async def upstream(origin_config: OriginConfig) -> AsyncIterator[Upstream]:
     started = await start_origin(origin_config)
     yield started
     await started.server.close()
+
+
+REPLICATOR = ("edge-sync", "sync-password-123")  # the edges' account at the origin
+
+
+@pytest.fixture
+async def replicating(origin_config: OriginConfig) -> AsyncIterator[Upstream]:
+    """An origin (as ``upstream``) where the account ``edge-sync`` may carry pushes accepted
+    at edges, acting for the users who pushed them."""
+    started = await start_origin(dataclasses.replace(origin_config, replicators=(REPLICATOR[0],)))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{started.url}/api/v1/users",
+            json={"name": REPLICATOR[0], "password": REPLICATOR[1]},
+            headers={"Authorization": aiohttp.encode_basic_auth("admin", started.password())},
+        ) as r,
+    ):
+        assert r.status == 201, await r.text()
+    yield started
+    await started.server.close()
+
+
+@pytest.fixture
+async def pushing_edge(replicating: Upstream, tmp_path: Path) -> AsyncIterator[TestServer]:
+    """An edge in front of ``replicating`` that accepts pushes."""
+    server = await start_edge(
+        replicating,
+        tmp_path / "edge",
+        replication_username=REPLICATOR[0],
+        replication_password=REPLICATOR[1],
+        replication_retry_max_seconds=0.5,
+    )
+    yield server
+    await server.close()

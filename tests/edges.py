@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import hashlib
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,10 @@ class Faults:
     down: bool = False
     web_seed_answers: int | None = None
     web_seed_delay: float = 0.0  # seconds before each web seed request is answered
+    act_as_down: bool = False  # the token endpoint answers 503 to replicators acting for others
+    # "<METHOD> <path substring>" -> seconds to hold such requests before handling them (until
+    # the entry is removed; a request whose client went away meanwhile is never handled)
+    slow: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,6 +81,17 @@ def _observe(counts: Counter[str], faults: Faults) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if faults.down:
             raise web.HTTPServiceUnavailable
+        if faults.act_as_down and "act_as" in request.query:
+            raise web.HTTPServiceUnavailable
+        for what in list(faults.slow):
+            method, _, part = what.partition(" ")
+            if request.method == method and part in request.path_qs:
+                counts[f"SLOW {what}"] += 1
+                deadline = time.monotonic() + faults.slow.get(what, 0.0)
+                while what in faults.slow and time.monotonic() < deadline:
+                    if request.transport is None or request.transport.is_closing():
+                        raise web.HTTPServiceUnavailable  # its client died: never handled
+                    await asyncio.sleep(0.02)
         if "/manifests/" in request.path:
             counts[f"{request.method} {request.match_info.get('reference', '')}"] += 1
         digest = request.match_info.get("digest", "")

@@ -28,6 +28,7 @@ class Grant:
     subject: str
     access: Mapping[tuple[str, str], frozenset[str]]
     expires_at: float
+    actor: str = ""  # who acts for the subject (an edge's replicator: RFC 8693 ``act``)
 
     def allows(self, kind: str, name: str, action: str) -> bool:
         actions = self.access.get((kind, name), frozenset())
@@ -129,7 +130,11 @@ class TokenVerifier:
             raise TokenError("token from another issuer") from None
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid token: {type(exc).__name__}") from None
-        return Grant(str(claims["sub"]), _access(claims.get("access", [])), float(claims["exp"]))
+        act = claims.get("act")
+        actor = str(act.get("sub", "")) if isinstance(act, dict) else ""
+        return Grant(
+            str(claims["sub"]), _access(claims.get("access", [])), float(claims["exp"]), actor
+        )
 
 
 def public_keys(jwks: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from origin.api import blobs, listing, manifests, torrents, uploads
+from ocicore.web.pushes import add_upload_routes
+from origin.api import blobs, listing, manifests, torrents
 
 NAME = "{name:[^{}]+}"
 
@@ -19,13 +20,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"/v2/{NAME}/blobs/{{digest}}", blobs.get)
     r.add_get(f"/v2/{NAME}/manifests/{{reference}}", manifests.get)
     r.add_get("/v2/", base)
-    r.add_post(f"/v2/{NAME}/blobs/uploads/", uploads.start)
-    r.add_patch(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.patch)
-    r.add_put(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.put)
+    add_upload_routes(r, NAME)
     r.add_put(f"/v2/{NAME}/manifests/{{reference}}", manifests.put)
-    r.add_get(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.status)
-    r.add_delete(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.cancel)
-    r.add_post(f"/v2/{NAME}/blobs/uploads", uploads.start)
     r.add_get(f"/v2/{NAME}/tags/list", listing.tags)
     r.add_get(f"/v2/{NAME}/referrers/{{digest}}", listing.referrers)
     r.add_get("/v2/_catalog", listing.catalog)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -12,13 +10,10 @@ from ocicore.auth.enforce import GRANT
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.names import validate_name
-from ocicore.web.middleware import BYTES_IN
 from origin.audit import AuditEvent
 from origin.keys import AUDIT
-from origin.registry.uploads import ChunkRange
 
 MAX_PAGE = 1000
-_CONTENT_RANGE = re.compile(r"^(?:bytes )?(\d{1,19})-(\d{1,19})$")
 
 
 def repo(request: web.Request) -> str:
@@ -27,34 +22,6 @@ def repo(request: web.Request) -> str:
 
 def digest_param(text: str) -> Digest:
     return Digest.parse(text)
-
-
-def body(request: web.Request) -> AsyncIterator[bytes] | None:
-    """The request body as it arrives (None when there is none), counted for the logs."""
-    return _counted(request) if request.body_exists else None
-
-
-async def _counted(request: web.Request) -> AsyncIterator[bytes]:
-    received = 0
-    try:
-        async for chunk in request.content.iter_any():
-            received += len(chunk)
-            yield chunk
-    finally:
-        request[BYTES_IN] = received
-
-
-def content_range(request: web.Request) -> ChunkRange | None:
-    header = request.headers.get("Content-Range")
-    if header is None:
-        return None
-    match = _CONTENT_RANGE.match(header.strip())
-    if not match or int(match[1]) > int(match[2]):
-        raise OCIError(ErrorCode.RANGE_INVALID, f"malformed Content-Range {header[:60]!r}")
-    chunk = ChunkRange(int(match[1]), int(match[2]))
-    if request.content_length is not None and request.content_length != chunk.length:
-        raise OCIError(ErrorCode.SIZE_INVALID, "Content-Length does not match Content-Range")
-    return chunk
 
 
 def page(request: web.Request) -> tuple[int, str | None]:
@@ -88,6 +55,8 @@ def audit(
 ) -> None:
     """Record a successful registry action by the request's token holder."""
     grant = request.get(GRANT)
+    if grant is not None and grant.actor:
+        detail = {**(detail or {}), "via": grant.actor}
     request.app[AUDIT].record(
         AuditEvent(
             action,

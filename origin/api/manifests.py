@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ocicore.errors import ErrorCode, OCIError
-from ocicore.web.middleware import BYTES_IN
+from ocicore.manifest import parse_reference
+from ocicore.web.pushes import read_manifest
 from origin.api.common import audit, repo
 from origin.keys import CONFIG, MANIFESTS
-from origin.registry.manifests import parse_reference
 
 
 async def get(request: web.Request) -> web.Response:
@@ -24,25 +23,10 @@ async def get(request: web.Request) -> web.Response:
     return web.Response(body=found.payload, content_type=found.media_type, headers=headers)
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    too_big = OCIError(ErrorCode.MANIFEST_INVALID, f"manifest exceeds {limit} bytes", status=413)
-    if request.content_length is not None and request.content_length > limit:
-        raise too_big
-    data = bytearray()
-    try:
-        async for chunk in request.content.iter_any():
-            data += chunk
-            if len(data) > limit:
-                raise too_big
-    finally:
-        request[BYTES_IN] = len(data)
-    return bytes(data)
-
-
 async def put(request: web.Request) -> web.Response:
     name = repo(request)
     reference = parse_reference(request.match_info["reference"])
-    payload = await _read_limited(request, request.app[CONFIG].max_manifest_bytes)
+    payload = await read_manifest(request, request.app[CONFIG].max_manifest_bytes)
     manifest = await request.app[MANIFESTS].put(
         name, reference, payload, request.headers.get("Content-Type")
     )

@@ -177,6 +177,13 @@ class AccountService:
             await self.store.touch_app_token(token.id)
         return Actor(account.id, account.name, account.is_admin)
 
+    async def usable_actor(self, name: str) -> Actor | None:
+        """The actor of a user or robot that may sign in now (for a replicator acting as it)."""
+        account = await self.store.find_account(name)
+        if account is None or account.kind not in ("user", "robot") or not _usable(account):
+            return None
+        return Actor(account.id, account.name, account.is_admin)
+
     async def _app_token_login(self, name: str, password: str) -> Actor | None:
         match = _APP_TOKEN.match(password)
         if match is None:

@@ -18,7 +18,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -159,8 +159,10 @@ class SigningKeys:
         issuer: str,
         audience: str,
         ttl: float,
+        extra: Mapping[str, Any] | None = None,
     ) -> tuple[str, int]:
-        """A signed token granting ``access``, and its lifetime in whole seconds."""
+        """A signed token granting ``access`` (with ``extra`` claims), and its lifetime in
+        whole seconds."""
         now = int(time.time())
         expires_in = max(int(ttl), 1)
         claims = {
@@ -172,6 +174,7 @@ class SigningKeys:
             "exp": now + expires_in,
             "jti": uuid.uuid4().hex,
             "access": [scope.claim() for scope in access],
+            **(extra or {}),
         }
         key = self.current
         token = jwt.encode(claims, key.private, algorithm="ES256", headers={"kid": key.kid})

@@ -6,6 +6,11 @@ token, or come anonymously; every requested scope is granted only as far as the 
 (an empty ``actions`` list otherwise), as the Docker token specification asks. A wrong password
 is a 401, never a silent downgrade. ``offline_token=true`` (GET) or ``access_type=offline``
 (POST) also returns a refresh token, which Docker clients keep instead of the password.
+
+An account named in the origin's ``replicators`` (an edge's) may add ``act_as=<account>``: the
+token is then that account's, granted what that account may do now, with an ``act`` claim
+naming the replicator, so what an edge carries to the origin is authorized and audited as the
+user who pushed it.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ class TokenService:
         ttl: float,
         audit: AuditLog,
         throttle: LoginThrottle | None = None,
+        replicators: frozenset[str] = frozenset(),
     ) -> None:
+        self.replicators = replicators
         self.audit = audit
         self.throttle = throttle or LoginThrottle()
         self.accounts = accounts
@@ -149,7 +156,24 @@ class TokenService:
         actor = ANONYMOUS if credentials is None else await self.login(request, *credentials)
         offline = request.query.get("offline_token", "").lower() == "true"
         client_id = request.query.get("client_id", "unknown client")
+        act_as = request.query.get("act_as")
+        if act_as is not None:
+            return await self.respond(
+                request, await self._stand_in(actor, act_as), requested, False, client_id, actor
+            )
         return await self.respond(request, actor, requested, offline, client_id)
+
+    async def _stand_in(self, replicator: Actor, name: str) -> Actor:
+        """The account a replicator acts for (403 unless it is one, 404-free: DENIED)."""
+        if replicator.name is None or replicator.name not in self.replicators:
+            self.audit.record(
+                AuditEvent("token", "denied", replicator.name, detail={"act_as": name[:255]})
+            )
+            raise OCIError(ErrorCode.DENIED, "this account may not act for others")
+        target = await self.accounts.usable_actor(name[:255])
+        if target is None:
+            raise OCIError(ErrorCode.DENIED, "no such usable account to act for")
+        return target
 
     async def handle_form(self, request: web.Request) -> web.Response:
         """``POST``: the OAuth2 form (``grant_type`` password or refresh_token)."""
@@ -192,19 +216,22 @@ class TokenService:
         requested: list[Scope],
         offline: bool,
         client_id: str,
+        via: Actor | None = None,
     ) -> web.Response:
         granted = await self.grant(actor, requested)
+        detail: dict[str, object] = {"scopes": [str(g) for g in granted if g.actions]}
+        if via is not None:
+            detail["via"] = via.name
         self.audit.record(
-            AuditEvent(
-                "token",
-                "ok",
-                actor.name,
-                client=request.remote,
-                detail={"scopes": [str(g) for g in granted if g.actions]},
-            )
+            AuditEvent("token", "ok", actor.name, client=request.remote, detail=detail)
         )
         token, expires_in = self.keys.issue(
-            actor.name or "", granted, self.issuer, self.service, self.ttl
+            actor.name or "",
+            granted,
+            self.issuer,
+            self.service,
+            self.ttl,
+            {"act": {"sub": via.name}} if via is not None else None,
         )
         body: dict[str, object] = {
             "token": token,

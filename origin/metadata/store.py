@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ocicore.digest import Digest
 from ocicore.manifest import Descriptor, Manifest
+from ocicore.uploads import Upload
 from origin.metadata.models import (
     blobs,
     manifest_references,
@@ -33,13 +34,6 @@ class StoredManifest:
     digest: str
     media_type: str
     payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    id: str
-    repository: str
-    offset: int
 
 
 class MissingReferences(Exception):

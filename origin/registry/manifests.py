@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
-from ocicore.manifest import Descriptor, Manifest, parse_manifest
-from ocicore.names import is_tag
+from ocicore.manifest import Descriptor, Manifest, parse_pushed
 from origin.metadata.store import MetadataStore, MissingReferences, StoredManifest
 from origin.registry.blobs import BlobService
 from origin.registry.cache import ReadCache
-
-
-def parse_reference(reference: str) -> Digest | str:
-    """A manifest reference is a digest or a tag; anything else is refused."""
-    if Digest.is_digest(reference):
-        return Digest.parse(reference)
-    if not is_tag(reference):
-        raise OCIError(ErrorCode.MANIFEST_INVALID, f"invalid tag {reference[:140]!r}")
-    return reference
 
 
 class ManifestService:
@@ -40,14 +30,7 @@ class ManifestService:
     async def put(
         self, name: str, reference: Digest | str, payload: bytes, content_type: str | None
     ) -> Manifest:
-        algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
-        manifest = parse_manifest(payload, content_type, algorithm)
-        if isinstance(reference, Digest) and manifest.digest != reference:
-            raise OCIError(
-                ErrorCode.DIGEST_INVALID,
-                f"manifest digest is {manifest.digest}, pushed as {reference}",
-            )
-        tag = reference if isinstance(reference, str) else None
+        manifest, tag = parse_pushed(reference, payload, content_type)
         try:
             await self.meta.put_manifest(name, manifest, tag)
             if tag is not None:

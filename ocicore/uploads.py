@@ -1,9 +1,12 @@
-"""Upload sessions: chunks appended in order, verified and committed by digest.
+"""Upload sessions: chunks appended in order, verified and committed by digest; the push side
+of OCI Distribution for blobs, the same at the origin and at the edges.
 
-The session's committed offset lives in the database and its bytes in the content store, so a
-session survives a restart of the origin (or lands on another origin process). Each process
-keeps the running hash of the sessions it served last, so a finishing ``PUT`` does not read the
-upload again; when it lacks one (after a restart, or for a sha512 digest) it hashes the file.
+The session's committed offset lives in a database (:class:`Sessions`: the origin's metadata,
+an edge's journal) and its bytes in the content store, so a session survives a restart (or
+lands on another process). Each process keeps the running hash of the sessions it served last,
+so a finishing ``PUT`` does not read the upload again; when it lacks one (after a restart, or
+for a sha512 digest) it hashes the file. A committed blob is handed to ``link``, which makes it
+visible where it belongs (and, with ``finished_upload``, closes the session in the same step).
 """
 
 from __future__ import annotations
@@ -15,15 +18,42 @@ from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from prometheus_client import Gauge
 
 from ocicore.cas import ContentStore, TooLarge, WrongLength
 from ocicore.digest import Digest, Hasher
 from ocicore.errors import ErrorCode, OCIError
-from origin.metadata.store import MetadataStore, Upload
 
 _HASHERS_KEPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: str
+    repository: str
+    offset: int
+
+
+class Sessions(Protocol):
+    """Where upload sessions are recorded."""
+
+    async def create_upload(self, upload_id: str, name: str) -> None: ...
+    async def get_upload(self, upload_id: str) -> Upload | None: ...
+    async def advance_upload(self, upload_id: str, old: int, new: int) -> bool:
+        """Record ``new`` as the offset if it is still ``old`` (false otherwise)."""
+
+    async def delete_upload(self, upload_id: str) -> bool: ...
+    async def uploads_before(self, cutoff: datetime) -> list[str]: ...
+    async def upload_ids(self) -> set[str]: ...
+
+
+class Link(Protocol):
+    async def __call__(
+        self, name: str, digest: str, size: int, finished_upload: str | None = None
+    ) -> None:
+        """Make a committed blob visible in repository ``name`` (closing its session)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +75,16 @@ async def _nothing() -> AsyncIterator[bytes]:
 
 class UploadService:
     def __init__(
-        self, store: ContentStore, meta: MetadataStore, max_blob_bytes: int, in_progress: Gauge
+        self,
+        store: ContentStore,
+        meta: Sessions,
+        link: Link,
+        max_blob_bytes: int,
+        in_progress: Gauge,
     ) -> None:
         self.store = store
         self.meta = meta
+        self.link = link
         self.max_blob_bytes = max_blob_bytes
         self.in_progress = in_progress
         self._hashers: OrderedDict[str, tuple[int, Hasher]] = OrderedDict()
@@ -150,7 +186,7 @@ class UploadService:
                 # Committed before a crash that came ahead of the acknowledgement: start over.
                 await self._forget(upload_id)
                 raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, upload_id) from None
-            await self.meta.link_blob(name, str(digest), size, finished_upload=upload_id)
+            await self.link(name, str(digest), size, finished_upload=upload_id)
             self.in_progress.dec()
             self._drop_state(upload_id)
             return size
@@ -172,7 +208,7 @@ class UploadService:
             size = await self.store.commit(upload_id, digest, hasher.hexdigest())
         finally:
             self.store.discard_upload(upload_id)
-        await self.meta.link_blob(name, str(digest), size)
+        await self.link(name, str(digest), size)
         return size
 
     async def cancel(self, name: str, upload_id: str) -> None:
