@@ -33,7 +33,8 @@ from edge.keys import (
     UPSTREAMS,
 )
 from edge.manifests import EdgeManifests
-from edge.metrics import EdgeMetrics, ReplicationMetrics, SwarmMetrics
+from edge.metrics import EdgeMetrics, PrefetchMetrics, ReplicationMetrics, SwarmMetrics
+from edge.prefetch import Prefetcher
 from edge.pushes import ORIGIN, EdgePushes
 from edge.replication import Replicator
 from edge.seeding import Seeder
@@ -153,11 +154,21 @@ async def _pushes(app: web.Application) -> AsyncIterator[None]:
     async def reap() -> None:
         await uploads.expire(UPLOAD_TTL)
 
+    tasks = {
+        "replicator": replicator.run(),
+        "upload_reaper": repeat(reap, 600.0, "upload-reaper", 600.0),
+    }
+    if config.prefetch:
+        tasks["prefetcher"] = Prefetcher(
+            app[BLOBS],
+            manifests,
+            app[UPSTREAMS].origin,
+            app[SESSION],
+            config,
+            PrefetchMetrics.create(registry),
+        ).run()
     try:
-        async with running(
-            replicator=replicator.run(),
-            upload_reaper=repeat(reap, 600.0, "upload-reaper", 600.0),
-        ):
+        async with running(**tasks):
             yield
     finally:
         await journal.close()

@@ -158,6 +158,19 @@ class EdgeBlobs:
             raise _error(exc, ask) from None
         return await self._stream(request, fill, head, headers)
 
+    async def prefetch(self, ask: Ask) -> None:
+        """Bring the blob into the cache (the upstream said ``ask``'s repository holds it)."""
+        if self.store.size(ask.digest) is not None:
+            self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
+            return
+        while True:
+            try:
+                fill = self._join(ask)
+                break
+            except OCIError:  # too many fills at once: prefetching can wait
+                await asyncio.sleep(1.0)
+        await fill.wait()
+
     async def torrent(self, ask: Ask) -> bytes:
         """A peer asks this edge to join the swarm for a blob (its home edge, usually): the
         blob's metainfo once this edge seeds it or fetches it through the swarm."""

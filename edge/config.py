@@ -69,6 +69,9 @@ class EdgeConfig(NodeSettings, ServerSettings):
     replication_username: str = ""
     replication_password: str = field(default="", repr=False)  # never in a log line
     replication_retry_max_seconds: float = 60.0  # backoff cap between attempts
+    # With that account, follow the origin's event feed for this region and prefetch what
+    # its replication rules name.
+    prefetch: bool = True
     max_blob_bytes: int = 64 * GiB  # a larger pushed blob gets 413 SIZE_INVALID
     # BitTorrent among edges: blobs of at least swarm_threshold_bytes are fetched piece by
     # piece from other edges (the origin as web seed when none has them) and seeded.

@@ -101,6 +101,25 @@ class EdgeManifests:
             self.index.set(f"tag:{where}:{tag}", (digest, time.time()))
             self.pushed_tags.add((where, tag))
 
+    async def prefetch(self, ask: ManifestAsk) -> Manifest:
+        """The manifest ``ask`` names by digest, from the cache or the upstream (kept)."""
+        key = (ask.where, ask.reference, ask.accept)
+        manifest, _ = await self._flights.run(key, lambda: self._by_digest(ask))
+        return manifest
+
+    def set_tag(self, where: str, tag: str, digest: str) -> None:
+        """The upstream moved ``tag`` to ``digest`` (its event feed said so)."""
+        if (where, tag) not in self.pushed_tags:  # a push here, on its way, comes first
+            self.index.set(f"tag:{where}:{tag}", (digest, time.time()))
+
+    def forget_tag(self, where: str, tag: str) -> None:
+        if (where, tag) not in self.pushed_tags:
+            self.index.delete(f"tag:{where}:{tag}")
+
+    def forget_manifest(self, where: str, digest: str) -> None:
+        """The upstream deleted it from that repository: not served through it any more."""
+        self.store.forget(where, digest)
+
     def replicated(self, where: str, tag: str | None, kept: bool) -> None:
         """The origin has the push now; ``kept``: its tag too (else the origin's tag wins,
         asked for at the next pull)."""

@@ -198,3 +198,43 @@ class ReplicationMetrics:
         for reason in ("retry", "refused"):
             metrics.failures.labels(reason).inc(0)
         return metrics
+
+
+@dataclass(frozen=True)
+class PrefetchMetrics:
+    """What the edge's prefetcher counts (``wharf_edge_prefetch_*``)."""
+
+    prefetched: Counter
+    failures: Counter
+    lag: Histogram
+    cursor: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> PrefetchMetrics:
+        metrics = cls(
+            prefetched=Counter(
+                "wharf_edge_prefetch_objects",
+                "Manifests and blobs brought here because a replication rule names them",
+                ("kind",),
+                registry=registry,
+            ),
+            failures=Counter(
+                "wharf_edge_prefetch_failures",
+                "Rounds of the event feed that failed (tried again with backoff)",
+                registry=registry,
+            ),
+            lag=Histogram(
+                "wharf_edge_prefetch_lag_seconds",
+                "From an event at the origin (a push, a tag moved) until this region has it",
+                buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+                registry=registry,
+            ),
+            cursor=Gauge(
+                "wharf_edge_prefetch_cursor",
+                "The last event of the origin's feed this edge has seen",
+                registry=registry,
+            ),
+        )
+        for kind in ("manifest", "blob"):
+            metrics.prefetched.labels(kind).inc(0)
+        return metrics

@@ -53,6 +53,7 @@ from origin.keys import (
     OIDC,
     ORGANIZATIONS,
     PEOPLE,
+    REPLICATION,
     REPOSITORIES,
     SENDFILE,
     SIGNING_KEYS,
@@ -68,6 +69,7 @@ from origin.registry.blobs import BlobService
 from origin.registry.cache import ReadCache
 from origin.registry.manifests import ManifestService
 from origin.registry.torrents import TorrentService
+from origin.replication import Replication
 
 _log = structlog.get_logger("wharf.origin")
 
@@ -99,6 +101,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         blobs, config.data_dir / "torrents", config.torrent_precompute_bytes
     )
     app[PUSHES] = BlobPushes(app[UPLOADS], blobs.mount, torrents.pushed)
+    app[REPLICATION] = Replication(engine, config.feed_max_wait_seconds)
     yield
     await torrents.close()
     await engine.dispose()

@@ -20,6 +20,7 @@ from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
 from origin.registry.manifests import ManifestService
 from origin.registry.torrents import TorrentService
+from origin.replication import Replication
 
 CONFIG = web.AppKey("config", OriginConfig)
 META = web.AppKey("metadata", MetadataStore)
@@ -37,3 +38,4 @@ ORGANIZATIONS = web.AppKey("organizations", Organizations)
 REPOSITORIES = web.AppKey("repositories", Repositories)
 OIDC = web.AppKey("oidc", OidcProvider)
 TORRENTS = web.AppKey("torrents", TorrentService)
+REPLICATION = web.AppKey("replication", Replication)

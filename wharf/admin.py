@@ -111,6 +111,7 @@ def add_commands(commands: Any) -> None:
         _repositories,
         _audit_command,
         _keys,
+        _replication,
     ):
         add(commands)
 
@@ -346,3 +347,28 @@ def run(args: argparse.Namespace) -> int:
     except aiohttp.ClientError as exc:
         print(f"wharf: cannot reach {args.registry}: {exc}", file=sys.stderr)
         return 1
+
+
+def _replication(commands: Any) -> None:
+    rules = _group(commands, "replication", "replication rules: regions that hold repositories")
+    _command(rules, "list", lambda a: Call("GET", "/replication/rules"), "the rules")
+    c = _command(
+        rules,
+        "add",
+        lambda a: Call(
+            "POST",
+            "/replication/rules",
+            {"repositories": a.repositories, "tags": a.tags, "regions": a.regions},
+        ),
+        "edges of these regions hold these repositories before anyone asks",
+    )
+    c.add_argument("repositories", help="a glob over repository names: team-a/*")
+    c.add_argument("regions", nargs="+", help="eu us-east ...")
+    c.add_argument("--tags", default="*", help="a glob over tags (default: every tag)")
+    c = _command(
+        rules,
+        "remove",
+        lambda a: Call("DELETE", f"/replication/rules/{a.id}"),
+        "remove a rule",
+    )
+    c.add_argument("id", type=int)

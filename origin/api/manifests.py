@@ -7,7 +7,7 @@ from aiohttp import web
 from ocicore.manifest import parse_reference
 from ocicore.web.pushes import read_manifest
 from origin.api.common import audit, repo
-from origin.keys import CONFIG, MANIFESTS
+from origin.keys import CONFIG, MANIFESTS, REPLICATION
 
 
 async def get(request: web.Request) -> web.Response:
@@ -33,6 +33,7 @@ async def put(request: web.Request) -> web.Response:
     digest = str(manifest.digest)
     tag = reference if isinstance(reference, str) else None
     audit(request, "push", name, digest, {"tag": tag} if tag else None)
+    request.app[REPLICATION].changed()
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
     if manifest.subject is not None:
         headers["OCI-Subject"] = str(manifest.subject.digest)
@@ -44,4 +45,5 @@ async def delete(request: web.Request) -> web.Response:
     reference = parse_reference(request.match_info["reference"])
     await request.app[MANIFESTS].delete(name, reference)
     audit(request, "delete", name, str(reference))
+    request.app[REPLICATION].changed()
     return web.Response(status=202)

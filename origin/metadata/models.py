@@ -218,3 +218,28 @@ audit_events = Table(
     Index("ix_audit_events_actor", "actor", "at"),
     Index("ix_audit_events_repository", "repository", "at"),
 )
+
+# What happened to manifests and tags, in order: the feed edges of other regions follow
+# (``seq`` is their cursor). Written in the same transaction as the change itself.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("repository", NAME, nullable=False),
+    Column("kind", String(16), nullable=False),  # "push" | "untag" | "delete"
+    Column("digest", DIGEST, nullable=False),
+    Column("tag", String(128), nullable=True),
+)
+
+# Which repositories (and tags) the edges of which regions hold before anyone there asks.
+replication_rules = Table(
+    "replication_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repositories", String(255), nullable=False),  # a glob: "team-a/*", "*"
+    Column("tags", String(128), nullable=False, server_default="*"),  # a glob over tags
+    Column("regions", JSON, nullable=False),  # ["eu", ...]
+    Column("created_by", NAME, nullable=False),
+    _created(),
+)

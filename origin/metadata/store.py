@@ -20,6 +20,7 @@ from ocicore.manifest import Descriptor, Manifest
 from ocicore.uploads import Upload
 from origin.metadata.models import (
     blobs,
+    events,
     manifest_references,
     manifests,
     repositories,
@@ -217,6 +218,21 @@ class MetadataStore:
             ).scalar_one_or_none()
             if existing is None:
                 await self._insert_manifest(conn, repo_id, manifest)
+            moved = (
+                tag is not None
+                and digest
+                != (
+                    await conn.execute(
+                        select(tags.c.manifest_digest).where(
+                            tags.c.repository_id == repo_id, tags.c.name == tag
+                        )
+                    )
+                ).scalar_one_or_none()
+            )
+            if existing is None or moved:
+                await conn.execute(
+                    insert(events).values(repository=name, kind="push", digest=digest, tag=tag)
+                )
             if tag is not None:
                 await conn.execute(
                     _upsert(conn, tags)
@@ -283,6 +299,16 @@ class MetadataStore:
             repo_id = await self._repo_id(conn, name)
             if repo_id is None:
                 return False
+            untagged = (
+                await conn.execute(
+                    select(tags.c.name).where(
+                        tags.c.repository_id == repo_id, tags.c.manifest_digest == digest
+                    )
+                )
+            ).scalars()
+            feed = [
+                {"repository": name, "kind": "untag", "digest": digest, "tag": t} for t in untagged
+            ]
             await conn.execute(
                 delete(tags).where(
                     tags.c.repository_id == repo_id, tags.c.manifest_digest == digest
@@ -293,6 +319,9 @@ class MetadataStore:
                     manifests.c.repository_id == repo_id, manifests.c.digest == digest
                 )
             )
+            if result.rowcount > 0:
+                feed.append({"repository": name, "kind": "delete", "digest": digest, "tag": None})
+                await conn.execute(insert(events), feed)
             return result.rowcount > 0
 
     async def delete_tag(self, name: str, tag: str) -> bool:
@@ -300,10 +329,22 @@ class MetadataStore:
             repo_id = await self._repo_id(conn, name)
             if repo_id is None:
                 return False
-            result = await conn.execute(
+            digest = (
+                await conn.execute(
+                    select(tags.c.manifest_digest).where(
+                        tags.c.repository_id == repo_id, tags.c.name == tag
+                    )
+                )
+            ).scalar_one_or_none()
+            if digest is None:
+                return False
+            await conn.execute(
                 delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag)
             )
-            return result.rowcount > 0
+            await conn.execute(
+                insert(events).values(repository=name, kind="untag", digest=digest, tag=tag)
+            )
+            return True
 
     async def list_tags(self, name: str, limit: int, last: str | None) -> list[str] | None:
         async with self.engine.connect() as conn:

@@ -101,3 +101,14 @@ async def test_an_operator_sets_up_an_organization(origin_process: OriginProcess
         (o.data_dir / "admin-password").read_text().strip(),
     ):
         assert secret not in log
+
+
+async def test_an_operator_manages_replication_rules(origin_process: OriginProcess) -> None:
+    o = origin_process
+    rule = await ok(o, "replication", "add", "team-a/*", "eu", "us", "--tags", "v*")
+    assert (rule["repositories"], rule["tags"], rule["regions"]) == ("team-a/*", "v*", ["eu", "us"])
+    assert [r["id"] for r in await ok(o, "replication", "list")] == [rule["id"]]
+    code, _, err = await wharf(o, "replication", "add", "Team A", "eu")
+    assert (code, "400" in err) == (1, True)
+    await ok(o, "replication", "remove", str(rule["id"]))
+    assert await ok(o, "replication", "list") == []

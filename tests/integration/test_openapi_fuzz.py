@@ -25,6 +25,7 @@ async def test_the_admin_api_survives_schemathesis(tmp_path: Path) -> None:
         env={
             "WHARF_ORIGIN_LOGIN_FAILURES_PER_ACCOUNT": "1000000",
             "WHARF_ORIGIN_LOGIN_FAILURES_PER_ADDRESS": "1000000",
+            "WHARF_ORIGIN_FEED_MAX_WAIT_SECONDS": "0.2",  # long polls: not what is fuzzed
         },
     )
     await origin.start()

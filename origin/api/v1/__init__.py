@@ -6,7 +6,16 @@ from importlib.metadata import version
 
 from aiohttp import web
 
-from origin.api.v1 import accounts, audit, keys, oidc, organizations, repositories, schemas
+from origin.api.v1 import (
+    accounts,
+    audit,
+    keys,
+    oidc,
+    organizations,
+    replication,
+    repositories,
+    schemas,
+)
 from origin.api.v1.spec import Operation, Param, aiohttp_path, openapi, route
 
 P = "/api/v1"
@@ -43,6 +52,10 @@ OPERATIONS = (
     Operation("GET", P + "/audit", audit.query_audit, "Audit events, filtered, a page at a time (system admins)", response=schemas.AuditPage, query=audit.FILTERS + audit.PAGING),
     Operation("GET", P + "/audit/export", audit.export_audit, "Every matching audit event as JSON lines (system admins)", response=schemas.AuditEvent, query=audit.FILTERS, content_type="application/x-ndjson"),
     Operation("GET", P + "/signing-keys", keys.list_signing_keys, "The token signing keys and their state (system admins)", response=schemas.SigningKey, many=True),
+    Operation("GET", P + "/replication/rules", replication.list_rules, "Replication rules: which regions hold which repositories before anyone asks (admins, replicators)", response=schemas.Rule, many=True),
+    Operation("POST", P + "/replication/rules", replication.create_rule, "Add a replication rule (system admins)", body=schemas.RuleCreate, response=schemas.Rule, status=201),
+    Operation("DELETE", P + "/replication/rules/{rule_id}", replication.delete_rule, "Remove a replication rule (system admins)", status=204),
+    Operation("GET", P + "/replication/events", replication.feed, "Pushes, tag moves and deletions a region's rules cover, after a cursor; waits for one when asked (replicators, admins)", response=schemas.FeedPage, query=replication.FEED),
     Operation("POST", P + "/signing-keys", keys.rotate_signing_key, "Rotate the signing key, gently or (a leaked key) at once", body=schemas.KeyRotate, response=schemas.SigningKey, many=True, status=201),
 )  # fmt: skip
 

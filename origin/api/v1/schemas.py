@@ -211,3 +211,50 @@ class SigningKey(Response):
     kid: str
     created_at: Time
     state: Literal["next", "signing", "retiring"]
+
+
+# Replication
+
+Glob = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[a-z0-9._/*?\[\]-]+$",
+        description="A glob over repository names, as fnmatch: `team-a/*`, `*`.",
+    ),
+]
+TagGlob = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._*?\[\]-]+$"),
+]
+Region = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+
+
+class RuleCreate(Request):
+    repositories: Glob
+    tags: TagGlob = "*"
+    regions: list[Region] = Field(min_length=1, max_length=64)
+
+
+class Rule(Response):
+    id: int
+    repositories: str
+    tags: str
+    regions: list[str]
+    created_by: str
+    created_at: Time
+
+
+class FeedEvent(Response):
+    seq: int
+    at: Time
+    repository: str
+    kind: Literal["push", "untag", "delete"]
+    digest: str
+    tag: str | None
+
+
+class FeedPage(Response):
+    events: list[FeedEvent]
+    cursor: int = Field(description="Pass as `after` for what comes next.")
