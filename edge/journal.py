@@ -6,6 +6,7 @@ acknowledged. It holds
 
 - ``uploads``: the edge's blob upload sessions (:class:`ocicore.uploads.Sessions`);
 - ``pushed``: blobs pushed here, kept from eviction (pinned) until the origin has them;
+- ``carried``: which repositories at the origin hold which of them now (to mount from);
 - ``items``: manifests pushed here, in push order (``seq``), with the tag they were pushed
   to, the digest that tag had when the push was accepted (``base``: what a conflict is judged
   against), the blobs they name and who pushed them. The replicator carries them in ``seq``
@@ -59,6 +60,12 @@ _pushed = Table(
     Column("digest", String(160), primary_key=True),
     Column("size", Integer, nullable=False),
     Column("at", Float, nullable=False),
+)
+_carried = Table(  # blobs the origin is known to hold, by repository: where to mount from
+    "carried",
+    _meta,
+    Column("digest", String(160), primary_key=True),
+    Column("repository", String(255), primary_key=True),
 )
 _items = Table(
     "items",
@@ -187,11 +194,11 @@ class Journal:
             rows = await conn.execute(select(_pushed.c.digest).where(_pushed.c.repository == name))
             return set(rows.scalars())
 
-    async def pushed_anywhere(self, digest: str) -> list[str]:
-        """The repositories this edge took ``digest`` into by a push."""
+    async def carried_to(self, digest: str) -> list[str]:
+        """The repositories this edge carried ``digest`` to at the origin (mount sources)."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(_pushed.c.repository).where(_pushed.c.digest == digest)
+                select(_carried.c.repository).where(_carried.c.digest == digest)
             )
             return list(rows.scalars())
 
@@ -291,6 +298,10 @@ class Journal:
                     delete(_pushed).where(
                         _pushed.c.repository == name, _pushed.c.digest.in_(wanted)
                     )
+                )
+                await conn.execute(
+                    sqlite_insert(_carried).on_conflict_do_nothing(),
+                    [{"digest": d, "repository": name} for d in wanted],
                 )
             rows = (
                 await conn.execute(select(_items.c.blobs).where(_items.c.done_at.is_(None)))

@@ -73,7 +73,7 @@ class Replicator:
         self.config = config
         self.metrics = metrics
         self.wake = asyncio.Event()
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
 
     async def run(self) -> None:
         """Until cancelled: carry every due item, then sleep until one is due or a push
@@ -117,6 +117,8 @@ class Replicator:
         for digest in await self.journal.release(item.repository, item.blobs):
             self.store.unpin(Digest.parse(digest))
         self.manifests.replicated(f"{ORIGIN}:{item.repository}", item.tag, outcome.kept)
+        if not outcome.kept:
+            self.metrics.conflicts.inc()  # counted once the edge follows the origin's tag
         self.metrics.bytes.inc(outcome.uploaded)
         self.metrics.lag.observe(time.time() - item.at)
 
@@ -124,7 +126,7 @@ class Replicator:
         auth = f"Bearer {await self._token(item.subject, item.repository)}"
         uploaded = 0
         for digest in item.blobs:
-            uploaded += await self._blob(item.repository, digest, auth)
+            uploaded += await self._blob(item.repository, digest, item.subject, auth)
         manifest = self.manifests.cached(item.digest)
         if manifest is None:
             raise Refused(f"the pushed manifest {item.digest} is gone from this edge")
@@ -154,7 +156,6 @@ class Replicator:
             return "there"
         if item.base is None or now == item.base:
             return "move"
-        self.metrics.conflicts.inc()
         _log.warning(
             "replication conflict: the origin's tag moved since the push; it stays",
             repository=item.repository,
@@ -172,12 +173,16 @@ class Replicator:
             if r.status != 201:
                 raise _failure(r.status, f"PUT {path}: {(await r.text())[:300]}")
 
-    async def _blob(self, name: str, digest: str, auth: str) -> int:
+    async def _blob(self, name: str, digest: str, subject: str, auth: str) -> int:
         """Make sure the origin holds ``digest`` in ``name``; the bytes sent for it."""
         if await self._status("HEAD", f"/v2/{name}/blobs/{digest}", auth) == 200:
             return 0
-        for source in await self.journal.pushed_anywhere(digest):
-            if source != name and await self._mount(name, digest, source, auth):
+        for source in await self.journal.carried_to(digest):
+            if source == name:
+                continue
+            # A mount needs pull on the source too: the pusher's, asked for both.
+            both = f"Bearer {await self._token(subject, name, source)}"
+            if await self._mount(name, digest, source, both):
                 self.metrics.replicated.labels("mount").inc()
                 return 0
         size = self.store.size(Digest.parse(digest))
@@ -212,17 +217,21 @@ class Replicator:
         async with self.origin.request(method, path, auth) as r:
             return r.status
 
-    async def _token(self, subject: str, name: str) -> str:
-        """A token for ``subject`` on ``name`` (pull, push), asked as the replicator."""
-        key = (subject, name)
+    async def _token(self, subject: str, name: str, source: str = "") -> str:
+        """A token for ``subject`` on ``name`` (pull, push) and ``source`` (pull, to mount
+        from), asked as the replicator."""
+        key = (subject, name, source)
         found = self._tokens.get(key)
         if found is not None and found[1] > time.time():
             return found[0]
-        params = {
-            "service": self.config.auth_service,
-            "scope": f"repository:{name}:pull,push",
-            "act_as": subject,
-        }
+        scopes = [f"repository:{name}:pull,push"]
+        if source:
+            scopes.append(f"repository:{source}:pull")
+        params: list[tuple[str, str]] = [
+            ("service", self.config.auth_service),
+            ("act_as", subject),
+            *(("scope", scope) for scope in scopes),
+        ]
         headers = {
             "Authorization": aiohttp.encode_basic_auth(
                 self.config.replication_username, self.config.replication_password
@@ -239,7 +248,7 @@ class Replicator:
             raise Unreachable(f"token endpoint: {type(exc).__name__}") from None
         token = str(body.get("token") or body.get("access_token") or "")
         granted = str(body.get("scope", ""))
-        if "push" not in granted:
+        if f"repository:{name}:pull,push" not in granted.split():
             raise Refused(f"{subject or 'anonymous'} may not push to {name} at the origin now")
         lifetime = float(body.get("expires_in") or 60)
         self._tokens[key] = (token, time.time() + max(lifetime - 10, 1))

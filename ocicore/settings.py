@@ -134,8 +134,10 @@ def _coerce(
         kind = type(default)
         if kind is bool and isinstance(value, str):
             out[name] = boolean(name, value)
-        elif ("size" in name or name.endswith("_bytes")) and isinstance(value, str):
+        elif ("size" in name or "_bytes" in name) and isinstance(value, str):
             out[name] = parse_size(value)
+        elif kind is tuple and isinstance(value, str):  # a list in the environment: a,b,c
+            out[name] = tuple(item.strip() for item in value.split(",") if item.strip())
         else:
             out[name] = value if isinstance(value, kind) else kind(value)
     return out

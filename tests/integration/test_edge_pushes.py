@@ -206,3 +206,27 @@ async def _zero(value: Awaitable[float]) -> bool:
 
 async def _positive(value: Awaitable[float]) -> bool:
     return await value > 0
+
+
+async def test_a_blob_pushed_to_two_repositories_is_uploaded_once_and_mounted(
+    origin: Upstream, edge: TestServer
+) -> None:
+    image = make_image("two-repositories", layers=2)
+    async with client(edge, origin) as http:
+        await push_image(http, "team/app", "v1", image)
+        await push_image(http, "team/copy", "v1", image)
+
+    async def both() -> bool:
+        async with client(origin, origin) as http:
+            for name in ("team/app", "team/copy"):
+                async with http.head(f"/v2/{name}/manifests/v1") as r:
+                    if r.headers.get("Docker-Content-Digest") != image.digest:
+                        return False
+        return True
+
+    await until(both)
+    blobs = len(image.blobs)
+    assert await metric(edge, "wharf_edge_replication_replicated_total", kind="blob") == blobs
+    assert await metric(edge, "wharf_edge_replication_replicated_total", kind="mount") == blobs
+    sent = await metric(edge, "wharf_edge_replication_sent_bytes_total")
+    assert sent == sum(len(b) for b in image.blobs)  # each blob's bytes went up once

@@ -95,3 +95,17 @@ def test_edge_settings_read_sizes_and_mirror_tables(tmp_path: Path) -> None:
     for bad in ({"cache_size": "lots"}, {"origin": "ftp://x"}, {"max_fills": "0"}):
         with pytest.raises(ValueError):  # noqa: PT011 - each says why in its own words
             EdgeConfig.load(overrides=bad)
+
+
+def test_lists_and_rates_read_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    file = tmp_path / "wharf.toml"
+    file.write_text('[origin]\nreplicators = ["edge-sync", "edge-eu"]\n')
+    assert OriginConfig.load(file=file).replicators == ("edge-sync", "edge-eu")
+    from_env = OriginConfig.load(env={"WHARF_ORIGIN_REPLICATORS": "edge-sync, edge-eu"})
+    assert from_env.replicators == ("edge-sync", "edge-eu")
+    edge_file = tmp_path / "edge.toml"
+    edge_file.write_text('[edge]\nswarm_upload_bytes_per_second = "200MiB"\n')
+    edge = EdgeConfig.load(file=edge_file, env={"WHARF_EDGE_REPLICATION_PASSWORD": "s3cret"})
+    assert edge.swarm_upload_bytes_per_second == 200 << 20
+    assert edge.accepts_pushes is False  # a password alone names no account
+    assert "s3cret" not in repr(edge)
