@@ -26,6 +26,7 @@ from edge.config import EdgeConfig
 from edge.manifests import ACCEPT, EdgeManifests, ManifestAsk
 from edge.metrics import PrefetchMetrics
 from edge.pushes import ORIGIN
+from edge.tokens import Token, TokenRefused, ask_token
 from edge.upstream import Route, Unreachable, Upstream
 from ocicore.digest import Digest
 from ocicore.fills import FillFailed
@@ -52,7 +53,7 @@ class Prefetcher:
         self.config = config
         self.metrics = metrics
         self.cursor_file = config.data_dir / "feed-cursor"
-        self._tokens: dict[str, tuple[str, float]] = {}
+        self._tokens: dict[str, Token] = {}
 
     async def run(self) -> None:
         cursor = await asyncio.to_thread(_load, self.cursor_file)
@@ -120,19 +121,20 @@ class Prefetcher:
 
     async def _token(self, repository: str) -> str:
         found = self._tokens.get(repository)
-        if found is not None and found[1] > time.time():
-            return found[0]
-        params = {"service": self.config.auth_service, "scope": f"repository:{repository}:pull"}
-        async with self.session.get(
-            self.config.realm, params=params, headers={"Authorization": self._basic()}
-        ) as r:
-            if r.status != 200:
-                raise Unreachable(f"the token endpoint answered {r.status}")
-            body = await r.json(content_type=None)
-        token = str(body.get("token") or body.get("access_token") or "")
-        lifetime = float(body.get("expires_in") or 60)
-        self._tokens[repository] = (token, time.time() + max(lifetime - 10, 1))
-        return token
+        if found is None or not found.fresh:
+            params = {"service": self.config.auth_service, "scope": f"repository:{repository}:pull"}
+            try:
+                found = await ask_token(
+                    self.session,
+                    self.config.realm,
+                    params,
+                    self.config.replication_username,
+                    self.config.replication_password,
+                )
+            except TokenRefused as exc:
+                raise Unreachable(str(exc)) from None
+            self._tokens[repository] = found
+        return found.value
 
 
 def _load(path: Path) -> int:

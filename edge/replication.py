@@ -33,6 +33,7 @@ from edge.manifests import EdgeManifests
 from edge.metrics import ReplicationMetrics
 from edge.pushes import ORIGIN
 from edge.store import BlobStore
+from edge.tokens import Token, TokenRefused, ask_token
 from edge.upstream import Unreachable, Upstream
 from ocicore.digest import Digest
 
@@ -73,7 +74,7 @@ class Replicator:
         self.config = config
         self.metrics = metrics
         self.wake = asyncio.Event()
-        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._tokens: dict[tuple[str, str, str], Token] = {}
 
     async def run(self) -> None:
         """Until cancelled: carry every due item, then sleep until one is due or a push
@@ -222,37 +223,32 @@ class Replicator:
         from), asked as the replicator."""
         key = (subject, name, source)
         found = self._tokens.get(key)
-        if found is not None and found[1] > time.time():
-            return found[0]
+        if found is not None and found.fresh:
+            return found.value
         scopes = [f"repository:{name}:pull,push"]
         if source:
             scopes.append(f"repository:{source}:pull")
-        params: list[tuple[str, str]] = [
+        params = [
             ("service", self.config.auth_service),
             ("act_as", subject),
             *(("scope", scope) for scope in scopes),
         ]
-        headers = {
-            "Authorization": aiohttp.encode_basic_auth(
-                self.config.replication_username, self.config.replication_password
-            )
-        }
         try:
-            async with self.session.get(self.config.realm, params=params, headers=headers) as r:
-                if r.status in (401, 403):
-                    raise Retry(f"the origin refused the replicator's token ({r.status})")
-                if r.status != 200:
-                    raise Retry(f"the token endpoint answered {r.status}")
-                body = await r.json(content_type=None)
+            found = await ask_token(
+                self.session,
+                self.config.realm,
+                params,
+                self.config.replication_username,
+                self.config.replication_password,
+            )
+        except TokenRefused as exc:
+            raise Retry(f"the origin refused the replicator's token ({exc.status})") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Unreachable(f"token endpoint: {type(exc).__name__}") from None
-        token = str(body.get("token") or body.get("access_token") or "")
-        granted = str(body.get("scope", ""))
-        if f"repository:{name}:pull,push" not in granted.split():
+        if f"repository:{name}:pull,push" not in found.granted:
             raise Refused(f"{subject or 'anonymous'} may not push to {name} at the origin now")
-        lifetime = float(body.get("expires_in") or 60)
-        self._tokens[key] = (token, time.time() + max(lifetime - 10, 1))
-        return token
+        self._tokens[key] = found
+        return found.value
 
 
 def _failure(status: int, what: str) -> Exception:

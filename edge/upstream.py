@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from edge.config import EdgeConfig, Mirror
+from edge.tokens import TokenRefused, ask_token
 
 _CHALLENGE_PARAM = r'(\w+)="([^"]*)"'
 
@@ -99,19 +100,14 @@ class Upstream:
         query = {"scope": scope}
         if "service" in params:
             query["service"] = params["service"]
-        headers = (
-            {"Authorization": aiohttp.encode_basic_auth(self.mirror.username, self.mirror.password)}
-            if self.mirror.username
-            else {}
-        )
-        async with self.session.get(params["realm"], params=query, headers=headers) as r:
-            if r.status != 200:
-                raise Unreachable(f"{self.label}: token service answered {r.status}")
-            body = await r.json(content_type=None)
-        token = str(body.get("token") or body.get("access_token") or "")
-        lifetime = float(body.get("expires_in") or 60)
-        self._tokens[scope] = (token, time.time() + max(lifetime - 10, 1))
-        return token
+        try:
+            token = await ask_token(
+                self.session, params["realm"], query, self.mirror.username, self.mirror.password
+            )
+        except TokenRefused as exc:
+            raise Unreachable(f"{self.label}: {exc}") from None
+        self._tokens[scope] = (token.value, token.good_until)
+        return token.value
 
 
 class Upstreams:
