@@ -20,6 +20,11 @@ Run from the repository root::
                                              # edge alone (about 15-20 minutes), writes
                                              # bench/RESULTS-swarm.md
     .venv/bin/python bench/run.py --swarm --quick  # its smoke test (about 1 minute), no results file
+    .venv/bin/python bench/run.py --push     # instead: a push's acknowledgement at an edge vs the
+                                             # origin, the edge's replication lag over 100
+                                             # pushes, and each region's prefetch lag (about
+                                             # 2 minutes), writes bench/RESULTS-push.md
+    .venv/bin/python bench/run.py --push --quick   # its smoke test (under 1 minute), no results file
 
 All three servers run for the whole benchmark, each pinned to CPU 0 with ``taskset -c 0``;
 every client (curl, wrk, ab, skopeo) is pinned to CPU 1 with ``taskset -c 1``, so load
@@ -50,6 +55,14 @@ time aim's baseline; through the swarm): origin egress (its log, checked against
 and the edges' counters) against 1.25x the blob size, the time until every edge has served the
 whole blob against 1.5x one edge alone's, and per edge the bytes it received from peers and
 from the web seed and uploaded to the others.
+
+``--push`` (its code is in bench/push.py) runs one Wharf origin (auth on, with a replicator
+account and replication rules) and two edges, regions ``eu`` and ``us``, that accept pushes and
+follow the origin's event feed, pinned the same way: the time until skopeo's push of a fresh
+3-layer image is acknowledged by an edge against by the origin directly (alternating, paired);
+for 100 small pushes to the edge back to back, the time from each 201 until the origin has the
+tag (polled HEAD), beside the edge's own lag histogram; and for pushes to the origin, the time
+until each region's edge has processed the push's event (its ``wharf_edge_prefetch_cursor``).
 
 See bench/README.md for what each measurement means. Scratch data lives under
 /tmp/bench-scratch/ and is removed at the end of a successful run (``--keep-scratch`` keeps
@@ -4043,6 +4056,22 @@ def swarm_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- --push mode
+
+
+def push_mode(args: argparse.Namespace) -> int:
+    """--push: its code is in bench/push.py, which imports this module's helpers as
+    ``bench.run``; run as a script, this module is ``__main__``, so it is registered under that
+    name too (one copy of it, not two)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    if __name__ == "__main__":
+        sys.modules.setdefault("bench.run", sys.modules[__name__])
+    from bench.push import push_main  # noqa: PLC0415 - only --push needs it
+
+    return push_main(args)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -4150,13 +4179,20 @@ def main() -> int:
         "(writes bench/RESULTS-swarm.md)",
     )
     parser.add_argument(
+        "--push",
+        action="store_true",
+        help="instead: a push's acknowledgement at an edge vs at the origin, the edge's "
+        "replication lag, each region's prefetch lag (writes bench/RESULTS-push.md)",
+    )
+    parser.add_argument(
         "--keep-scratch", action="store_true", help="keep the scratch directory (data, logs)"
     )
     parser.add_argument(
         "--output",
         type=Path,
         help="results file (default bench/RESULTS.md; --auth: RESULTS-auth.md, --edge: "
-        "RESULTS-edge.md, --gossip: RESULTS-gossip.md, --swarm: RESULTS-swarm.md)",
+        "RESULTS-edge.md, --gossip: RESULTS-gossip.md, --swarm: RESULTS-swarm.md, --push: "
+        "RESULTS-push.md)",
     )
     parser.add_argument(
         "--only",
@@ -4165,10 +4201,10 @@ def main() -> int:
         help="measure only these servers (repeatable; the table needs all three)",
     )
     args = parser.parse_args()
-    if args.auth + args.edge + args.gossip + args.swarm > 1:
-        parser.error("--auth, --edge, --gossip and --swarm are separate runs")
-    if (args.auth or args.edge or args.gossip or args.swarm) and args.only:
-        parser.error("--only does not apply to --auth, --edge, --gossip or --swarm")
+    if args.auth + args.edge + args.gossip + args.swarm + args.push > 1:
+        parser.error("--auth, --edge, --gossip, --swarm and --push are separate runs")
+    if (args.auth or args.edge or args.gossip or args.swarm or args.push) and args.only:
+        parser.error("--only does not apply to --auth, --edge, --gossip, --swarm or --push")
     if args.output is None and not args.quick:
         name = (
             "RESULTS-auth.md"
@@ -4179,10 +4215,19 @@ def main() -> int:
             if args.gossip
             else "RESULTS-swarm.md"
             if args.swarm
+            else "RESULTS-push.md"
+            if args.push
             else "RESULTS.md"
         )
         args.output = ROOT / "bench" / name
-    if args.gossip:
+    if args.push:
+        # ack_repeats: skopeo pushes to each (origin, edge); lag_pushes: back-to-back pushes
+        # to the edge; prefetch_pushes: pushes to the origin per region.
+        if args.quick:
+            args.ack_repeats, args.lag_pushes, args.prefetch_pushes = 3, 30, 5
+        else:
+            args.ack_repeats, args.lag_pushes, args.prefetch_pushes = 20, 100, 30
+    elif args.gossip:
         # One fresh blob per sample; each scenario (N edges, cooperating or not) args.repeats
         # times, round-robin.
         if args.quick:
@@ -4238,6 +4283,8 @@ def main() -> int:
         return gossip_main(args)
     if args.swarm:
         return swarm_main(args)
+    if args.push:
+        return push_mode(args)
     started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
     scratch = start_run(
         args, ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry")

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -29,6 +30,7 @@ from ocicore.web.metrics import METRICS, HttpMetrics, metrics_handler
 from ocicore.web.middleware import oci_middleware
 from ocicore.web.pushes import PUSHES, BlobPushes
 from ocicore.web.sendfile import SendfilePool
+from ocicore.web.serve import ON_DRAIN
 from origin import api
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
@@ -36,7 +38,7 @@ from origin.admin.repositories import Repositories
 from origin.api import v1
 from origin.audit import AuditLog
 from origin.auth.accounts import AccountService
-from origin.auth.bootstrap import ensure_admin
+from origin.auth.bootstrap import ensure_admin, ensure_replicators
 from origin.auth.ldap import LdapProvider
 from origin.auth.oidc import OidcProvider
 from origin.auth.signing import JWKS_MAX_AGE, SigningKeys
@@ -101,7 +103,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         blobs, config.data_dir / "torrents", config.torrent_precompute_bytes
     )
     app[PUSHES] = BlobPushes(app[UPLOADS], blobs.mount, torrents.pushed)
-    app[REPLICATION] = Replication(engine, config.feed_max_wait_seconds)
+    app[REPLICATION] = replication = Replication(engine, config.feed_max_wait_seconds)
+    app.setdefault(ON_DRAIN, []).append(replication.close)
     yield
     await torrents.close()
     await engine.dispose()
@@ -134,6 +137,8 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         AccessStore(app[META].engine), hasher, directory, config.refresh_token_ttl_seconds
     )
     await ensure_admin(accounts, config.data_dir)
+    secret = config.replicator_password_file
+    await ensure_replicators(accounts, config.replicators, Path(secret) if secret else None)
     app[SIGNING_KEYS] = keys
     # The origin checks tokens it signed itself: no clock between issuer and verifier to skew,
     # so a second of leeway (for `exp` being whole seconds) is all a token gets past its end.

@@ -46,6 +46,8 @@ class OriginConfig(NodeSettings, ServerSettings):
     # Accounts (an edge's robot or user) that may get tokens acting for other accounts, to
     # carry pushes accepted at an edge to the origin as the user who pushed them.
     replicators: tuple[str, ...] = ()
+    # If set, replicators that do not exist yet are created with this file's password.
+    replicator_password_file: str = ""
     feed_max_wait_seconds: float = 20.0  # the longest an edge's event feed request is held
     # Pushed blobs this large get their torrent metainfo at once, so the first edges to pull
     # them do not wait for it (edges fetch blobs of 64 MiB and more over BitTorrent); 0: never.

@@ -54,6 +54,12 @@ class Replication:
         self.engine = engine
         self.max_wait = max_wait
         self._news = asyncio.Event()
+        self._closing = False
+
+    def close(self) -> None:
+        """The origin is draining: answer waiting edges now, and new ones at once."""
+        self._closing = True
+        self.changed()
 
     # -- rules ---------------------------------------------------------------------------------
     async def rules(self) -> list[Rule]:
@@ -106,7 +112,7 @@ class Replication:
         while True:
             news = self._news
             found, cursor = await self._scan(region, after, limit)
-            if found or loop.time() >= deadline:
+            if found or self._closing or loop.time() >= deadline:
                 return found, cursor
             after = cursor
             try:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from origin.config import OriginConfig
 
 
+REPLICATOR = "edge-sync"  # the edges' account at the origin, in `wharf up`
+
+
 def _bind(component: str, host: str, port: int) -> tuple[socket.socket, str]:
     # Bind before the loop starts so a port that is taken fails at once, loudly.
     sock = socket.create_server((host, port), backlog=1024)
@@ -57,9 +60,16 @@ def local_cluster(
     ``root`` (SQLite, filesystem, the origin as every edge's upstream)."""
     from edge.config import EdgeConfig  # noqa: PLC0415
     from gossip.node import StaticPeer  # noqa: PLC0415
+    from origin.auth.bootstrap import write_secret  # noqa: PLC0415
     from origin.config import OriginConfig  # noqa: PLC0415
 
     names = [f"edge-{letter}" for letter in "abcdefghij"[:edges]]
+    # The edges accept pushes and carry them to the origin as this account (created by the
+    # origin at start with the generated password).
+    root.mkdir(parents=True, exist_ok=True)
+    secret = root / "replicator-password"
+    write_secret(secret)
+    password = secret.read_text().strip()
     peers = (
         StaticPeer("origin", "origin", f"http://127.0.0.1:{port}"),
         *(
@@ -68,7 +78,12 @@ def local_cluster(
         ),
     )
     origin = OriginConfig(
-        listen=f"127.0.0.1:{port}", data_dir=root / "origin", node_id="origin", peers=peers
+        listen=f"127.0.0.1:{port}",
+        data_dir=root / "origin",
+        node_id="origin",
+        peers=peers,
+        replicators=(REPLICATOR,),
+        replicator_password_file=str(secret),
     )
     return origin, [
         EdgeConfig(
@@ -77,6 +92,8 @@ def local_cluster(
             data_dir=root / name,
             node_id=name,
             peers=peers,
+            replication_username=REPLICATOR,
+            replication_password=password,
         )
         for i, name in enumerate(names)
     ]

@@ -13,13 +13,16 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
 from ocicore.web.accesslog import AccessLogger
 from ocicore.web.health import READINESS
 from ocicore.web.inflight import IN_FLIGHT, InFlight
+
+# What to do when draining begins (a list the app's contexts append to).
+ON_DRAIN = web.AppKey("on_drain", list[Callable[[], None]])
 
 
 async def serve(app: web.Application, sock: socket.socket, shutdown_timeout: float) -> None:
@@ -54,6 +57,8 @@ async def serve_all(
         for app, _, site in runners:
             if READINESS in app:
                 app[READINESS].draining = True
+            for callback in app.get(ON_DRAIN, []):
+                callback()  # e.g. answer long polls now: they would hold the drain up
             await site.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(shutdown_timeout):

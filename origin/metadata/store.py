@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, delete, func, insert, select, update
@@ -35,6 +35,11 @@ class StoredManifest:
     digest: str
     media_type: str
     payload: bytes
+
+
+def _now() -> datetime:
+    """Event times to the microsecond (the database's own clock keeps whole seconds)."""
+    return datetime.now(UTC)
 
 
 class MissingReferences(Exception):
@@ -231,7 +236,9 @@ class MetadataStore:
             )
             if existing is None or moved:
                 await conn.execute(
-                    insert(events).values(repository=name, kind="push", digest=digest, tag=tag)
+                    insert(events).values(
+                        repository=name, kind="push", digest=digest, tag=tag, at=_now()
+                    )
                 )
             if tag is not None:
                 await conn.execute(
@@ -320,7 +327,15 @@ class MetadataStore:
                 )
             )
             if result.rowcount > 0:
-                feed.append({"repository": name, "kind": "delete", "digest": digest, "tag": None})
+                feed.append(
+                    {
+                        "repository": name,
+                        "kind": "delete",
+                        "digest": digest,
+                        "tag": None,
+                        "at": _now(),
+                    }
+                )
                 await conn.execute(insert(events), feed)
             return result.rowcount > 0
 
@@ -342,7 +357,9 @@ class MetadataStore:
                 delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag)
             )
             await conn.execute(
-                insert(events).values(repository=name, kind="untag", digest=digest, tag=tag)
+                insert(events).values(
+                    repository=name, kind="untag", digest=digest, tag=tag, at=_now()
+                )
             )
             return True
 
