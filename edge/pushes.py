@@ -10,6 +10,7 @@ once, its tag served as pushed (not revalidated) until the origin has it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import aiohttp
@@ -75,8 +76,10 @@ class EdgePushes:
         payload = await read_manifest(request, MAX_MANIFEST_BYTES)
         manifest, tag = parse_pushed(reference, payload, request.headers.get("Content-Type"))
         auth = request.headers.get("Authorization")
-        await self._check_references(route, manifest, auth)
-        base = await self._base(route, tag, auth) if tag is not None else None
+        _, base = await asyncio.gather(  # side by side: each may ask the origin
+            self._check_references(route, manifest, auth),
+            self._base(route, tag, auth) if tag is not None else _nothing(),
+        )
         grant = request.get(GRANT)
         digest = str(manifest.digest)
         local = [d.digest for d in manifest.blobs if self.store.size(d.digest) is not None]
@@ -156,3 +159,7 @@ class EdgePushes:
         except Unreachable:
             pass
         return self.manifests.tag_digest(where, tag)
+
+
+async def _nothing() -> None:
+    return None

@@ -39,6 +39,7 @@ from ocicore.digest import Digest
 
 _log = structlog.get_logger("wharf.edge.replication")
 CHUNK = 1 << 20
+ASK_FIRST = 1 << 20  # blobs this large are only sent when the origin lacks them
 
 
 class Refused(Exception):
@@ -176,8 +177,13 @@ class Replicator:
                 raise _failure(r.status, f"PUT {path}: {(await r.text())[:300]}")
 
     async def _blob(self, name: str, digest: str, subject: str, auth: str) -> int:
-        """Make sure the origin holds ``digest`` in ``name``; the bytes sent for it."""
-        if await self._status("HEAD", f"/v2/{name}/blobs/{digest}", auth) == 200:
+        """Make sure the origin holds ``digest`` in ``name``; the bytes sent for it. A small
+        blob is simply sent (the origin takes it again at no harm): asking first would cost
+        as much as sending it."""
+        local = self.store.size(Digest.parse(digest))
+        if (local is None or local >= ASK_FIRST) and await self._status(
+            "HEAD", f"/v2/{name}/blobs/{digest}", auth
+        ) == 200:
             return 0
         for source in await self.journal.carried_to(digest):
             if source == name:
