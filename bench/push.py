@@ -46,7 +46,6 @@ import aiohttp
 from bench.run import (
     CLIENT_CPU,
     OCI_MANIFEST,
-    ROOT,
     SERVER_CPU,
     MiB,
     Server,
@@ -67,6 +66,7 @@ from bench.run import (
     sha256_bytes,
     start_run,
     tar_layer,
+    wharf_edge,
     wharf_origin,
     wharf_version,
     write_oci_layout,
@@ -249,25 +249,14 @@ def push_edges(origin: Server, scratch: Path, setup: Setup) -> dict[str, Server]
             f'advertise_url = "http://127.0.0.1:{port}"\n'
             "swarm = false\n"
         )
-        edges[region] = Server(
+        edges[region] = wharf_edge(
             name,
-            [
-                str(ROOT / ".venv" / "bin" / "wharf"),
-                "edge",
-                "serve",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--origin",
-                origin.url,
-                "--data-dir",
-                str(scratch / name),
-                "--cache-size",
-                "20GiB",
-            ],
+            config,
+            f"127.0.0.1:{port}",
+            origin.url,
+            scratch / name,
             origin.version,
-            port=port,
+            port,
             # The password in the environment: never in a file or a command line.
             env={
                 "WHARF_EDGE_REPLICATION_USERNAME": REPLICATOR,

@@ -99,7 +99,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -356,6 +356,36 @@ class Server:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wharf_edge(
+    name: str,
+    config: Path,
+    listen: str,
+    origin_url: str,
+    data_dir: Path,
+    version: str,
+    port: int = 0,
+    **extra: Any,
+) -> Server:
+    """``wharf edge serve`` with its settings file, every other setting default and a 20 GiB
+    cache (``extra``: more fields of the Server, e.g. its environment)."""
+    argv = [
+        str(ROOT / ".venv" / "bin" / "wharf"),
+        "edge",
+        "serve",
+        "--config",
+        str(config),
+        "--listen",
+        listen,
+        "--origin",
+        origin_url,
+        "--data-dir",
+        str(data_dir),
+        "--cache-size",
+        "20GiB",
+    ]
+    return Server(name, argv, version, port=port, **extra)
 
 
 def wharf_version() -> str:
@@ -1751,23 +1781,12 @@ def make_edge_servers(scratch: Path) -> tuple[dict[str, Server], dict[str, Serve
         f'url = "{upstream.url}"\n'
         "public = true\n"
     )
-    edge = Server(
+    edge = wharf_edge(
         "edge",
-        [
-            str(ROOT / ".venv" / "bin" / "wharf"),
-            "edge",
-            "serve",
-            "--config",
-            str(edge_config),
-            "--listen",
-            "127.0.0.1:0",
-            "--origin",
-            "http://127.0.0.1:0",  # set once the origin's port is known
-            "--data-dir",
-            str(scratch / "edge"),
-            "--cache-size",
-            "20GiB",
-        ],
+        edge_config,
+        "127.0.0.1:0",
+        "http://127.0.0.1:0",  # set once the origin's port is known
+        scratch / "edge",
         origin.version,
     )
     return {"upstream": upstream, "origin": origin}, {"edge": edge, "proxy": proxy}
@@ -2800,25 +2819,8 @@ def region_edges(scenario: Scenario, tag: str, origin: Server, scratch: Path) ->
             f'advertise_url = "http://127.0.0.1:{port}"\n'
             f"cooperate = {'true' if scenario.cooperate else 'false'}\n" + swarm + peers
         )
-        edges[node] = Server(
-            name,
-            [
-                str(ROOT / ".venv" / "bin" / "wharf"),
-                "edge",
-                "serve",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--origin",
-                origin.url,
-                "--data-dir",
-                str(scratch / name),
-                "--cache-size",
-                "20GiB",
-            ],
-            origin.version,
-            port=port,
+        edges[node] = wharf_edge(
+            name, config, f"127.0.0.1:{port}", origin.url, scratch / name, origin.version, port
         )
     return edges
 
