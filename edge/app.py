@@ -46,6 +46,7 @@ from gossip.ring import by_distance, home_edge
 from gossip.web import MEMBERSHIP, SELF, membership_context
 from ocicore.auth.enforce import Need, bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
+from ocicore.digest import Digest
 from ocicore.fills import Fills
 from ocicore.tasks import repeat, running
 from ocicore.torrent import Swarm, SwarmSettings
@@ -128,9 +129,11 @@ async def _pushes(app: web.Application) -> AsyncIterator[None]:
     journal = Journal(config.data_dir / "journal.db")
     await journal.open()
     store, manifests = app[STORE], app[MANIFESTS]
+    for digest in await journal.kept():
+        store.pin(Digest.parse(digest))
     for item in await journal.pending():
         if item.tag is not None:
-            manifests.pushed_tags.add((f"{ORIGIN}:{item.repository}", item.tag))
+            manifests.pushed_tags[(f"{ORIGIN}:{item.repository}", item.tag)] += 1
     registry = app[METRICS].registry
     metrics = ReplicationMetrics.create(registry)
     metrics.depth.set_function(lambda: journal.depth)

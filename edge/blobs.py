@@ -28,6 +28,7 @@ from edge.metrics import EdgeMetrics
 from edge.store import BlobStore
 from edge.swarm import HOP, EdgeSwarm, Want
 from edge.upstream import Route, Unreachable, Upstream
+from ocicore.cas import hash_file
 from ocicore.digest import Digest, Hasher
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.fills import Busy, Fill, FillFailed, Fills, Head
@@ -379,6 +380,10 @@ class EdgeBlobs:
         (``recheck``: hash the file on disk again, for one that had two writers)."""
         if hexdigest != ask.digest.encoded:
             raise FillFailed(f"the {kind} sent bytes of another digest", 502)
+        if recheck:  # before anyone gets the last byte: the file is what is kept and served
+            await fill.sync()
+            if await asyncio.to_thread(hash_file, fill.path, ask.digest) != ask.digest.encoded:
+                raise FillFailed(f"the file the {kind} filled does not match its digest", 502)
         self.metrics.filled.labels(kind).inc(fill.written)  # counted once verified
         if kind != "peer":  # a peer's bytes wait for their release after this returns
             await fill.verified()  # verified: clients finish now, the cache syncs after
@@ -387,9 +392,10 @@ class EdgeBlobs:
         if fill.path != upload:  # the swarm's file: the store commits a second name of it
             await asyncio.to_thread(os.link, fill.path, upload)
         try:
-            await self.store.admit(upload_id, ask.digest, None if recheck else hexdigest)
-        except OCIError:
-            raise FillFailed(f"the file the {kind} filled does not match its digest") from None
+            await self.store.admit(upload_id, ask.digest, hexdigest)
+        except BaseException:
+            await asyncio.to_thread(self.store.files.discard_upload, upload_id)
+            raise
         self.store.hold(f"{ask.route.upstream.label}:{ask.route.name}", str(ask.digest))
         for listener in self.on_commit:
             await listener(ask.digest)

@@ -69,6 +69,9 @@ class EdgeConfig(NodeSettings, ServerSettings):
     replication_username: str = ""
     replication_password: str = field(default="", repr=False)  # never in a log line
     replication_retry_max_seconds: float = 60.0  # backoff cap between attempts
+    # A push still not carried after this many attempts (a day and more at the cap) fails,
+    # so the pushes after it in its repository go on; counted and logged.
+    replication_attempts: int = 2000
     # With that account, follow the origin's event feed for this region and prefetch what
     # its replication rules name.
     prefetch: bool = True
@@ -101,6 +104,7 @@ class EdgeConfig(NodeSettings, ServerSettings):
                 "jwks_refresh_seconds",
                 "swarm_connections",
                 "replication_retry_max_seconds",
+                "replication_attempts",
                 "max_blob_bytes",
                 "swarm_stall_seconds",
             )

@@ -28,6 +28,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -74,6 +75,7 @@ _items = Table(
     Column("repository", String(255), nullable=False, index=True),
     Column("digest", String(160), nullable=False),
     Column("media_type", String(255), nullable=False),
+    Column("body", LargeBinary, nullable=False),  # durable with the row: what is carried
     Column("tag", String(128)),
     Column("base", String(160)),  # the tag's digest when the push was accepted; "" for none
     Column("blobs", JSON, nullable=False),
@@ -94,6 +96,7 @@ class Item:
     repository: str
     digest: str
     media_type: str
+    body: bytes
     tag: str | None
     base: str | None  # None: unknown when accepted (the origin was unreachable)
     blobs: tuple[str, ...]
@@ -126,6 +129,9 @@ class Journal:
                 await conn.execute(insert(_version).values(version=SCHEMA))
             elif found != SCHEMA:
                 raise RuntimeError(f"journal schema {found}, this edge knows {SCHEMA}")
+            # An upload session does not outlive the edge (its file is gone with the cache's
+            # temporary files): its client is told BLOB_UPLOAD_UNKNOWN and starts again.
+            await conn.execute(delete(_uploads))
         self._waiting = {item.seq: item.at for item in await self.pending()}
 
     async def close(self) -> None:
@@ -194,6 +200,16 @@ class Journal:
             rows = await conn.execute(select(_pushed.c.digest).where(_pushed.c.repository == name))
             return set(rows.scalars())
 
+    async def kept(self) -> set[str]:
+        """Blobs that must stay at the edge: pushed here, or named by a pending push (the
+        journal is their durable record; the cache's pins are re-made from it at start)."""
+        async with self.engine.connect() as conn:
+            pushed = set((await conn.execute(select(_pushed.c.digest))).scalars())
+            rows = (
+                await conn.execute(select(_items.c.blobs).where(_items.c.done_at.is_(None)))
+            ).scalars()
+        return pushed | {d for blobs in rows for d in _blob_list(blobs)}
+
     async def carried_to(self, digest: str) -> list[str]:
         """The repositories this edge carried ``digest`` to at the origin (mount sources)."""
         async with self.engine.connect() as conn:
@@ -207,6 +223,7 @@ class Journal:
         name: str,
         digest: str,
         media_type: str,
+        body: bytes,
         tag: str | None,
         base: str | None,
         blobs: Iterable[str],
@@ -219,6 +236,7 @@ class Journal:
                     repository=name,
                     digest=digest,
                     media_type=media_type,
+                    body=body,
                     tag=tag,
                     base=base,
                     blobs=list(blobs),
@@ -325,6 +343,7 @@ def _item(row: object) -> Item:
         m["repository"],
         m["digest"],
         m["media_type"],
+        bytes(m["body"]),
         m["tag"],
         None if m["base"] is None else m["base"],
         tuple(_blob_list(m["blobs"])),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ class EdgeManifests:
         self.on_manifest: list[Callable[[bytes], None]] = []  # e.g. note the layers' sizes
         # Tags pushed here that the origin does not have yet: served as pushed, never
         # revalidated (the origin would say they do not exist) until replicated.
-        self.pushed_tags: set[tuple[str, str]] = set()
+        self.pushed_tags: Counter[tuple[str, str]] = Counter()  # pushes of it on their way
 
     def cached(self, digest: str) -> Manifest | None:
         found = self.index.get(f"manifest:{digest}")
@@ -99,7 +100,7 @@ class EdgeManifests:
         self._keep(Manifest(digest, media_type, body))
         if tag is not None:
             self.index.set(f"tag:{where}:{tag}", (digest, time.time()))
-            self.pushed_tags.add((where, tag))
+            self.pushed_tags[(where, tag)] += 1
 
     async def prefetch(self, ask: ManifestAsk) -> Manifest:
         """The manifest ``ask`` names by digest, from the cache or the upstream (kept)."""
@@ -125,7 +126,10 @@ class EdgeManifests:
         asked for at the next pull)."""
         if tag is None:
             return
-        self.pushed_tags.discard((where, tag))
+        self.pushed_tags[(where, tag)] -= 1
+        if self.pushed_tags[(where, tag)] > 0:
+            return  # a later push of the tag is on its way: the edge keeps serving that one
+        del self.pushed_tags[(where, tag)]
         if not kept:
             self.index.delete(f"tag:{where}:{tag}")
 

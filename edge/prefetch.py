@@ -29,6 +29,7 @@ from edge.pushes import ORIGIN
 from edge.tokens import Token, TokenRefused, ask_token
 from edge.upstream import Route, Unreachable, Upstream
 from ocicore.digest import Digest
+from ocicore.errors import ErrorCode, OCIError
 from ocicore.fills import FillFailed
 from ocicore.manifest import parse_manifest
 
@@ -62,16 +63,31 @@ class Prefetcher:
             try:
                 page = await self._page(cursor)
                 for event in page["events"]:
-                    await self._apply(event)
+                    if await self._settle(event):
+                        cursor = int(event["seq"])  # done or gone for good: past it
+                    else:
+                        raise Unreachable("an event could not be prefetched yet")
                 cursor = int(page["cursor"])
-                await asyncio.to_thread(_save, self.cursor_file, cursor)
-                self.metrics.cursor.set(cursor)
                 pause = 0.5
-            except (aiohttp.ClientError, TimeoutError, Unreachable, FillFailed, KeyError) as exc:
+            except Exception as exc:  # the origin down, a bad answer: try again, later
                 self.metrics.failures.inc()
                 _log.warning("prefetch round failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
+            finally:
+                await asyncio.to_thread(_save, self.cursor_file, cursor)
+                self.metrics.cursor.set(cursor)
+
+    async def _settle(self, event: dict[str, Any]) -> bool:
+        """Apply one event; False when it should be tried again (the origin unreachable),
+        True when done or when what it names is gone for good (deleted since: skipped)."""
+        try:
+            await self._apply(event)
+        except OCIError as exc:
+            return exc.code in (ErrorCode.MANIFEST_UNKNOWN, ErrorCode.BLOB_UNKNOWN)
+        except FillFailed as exc:
+            return exc.status == 404
+        return True
 
     async def _page(self, cursor: int) -> dict[str, Any]:
         params = {"region": self.config.region, "after": str(cursor), "wait": str(WAIT)}

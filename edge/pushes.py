@@ -82,13 +82,14 @@ class EdgePushes:
         )
         grant = request.get(GRANT)
         digest = str(manifest.digest)
-        local = [d.digest for d in manifest.blobs if self.store.size(d.digest) is not None]
+        local = [d.digest for d in manifest.blobs if self._here(route, d.digest)]
         for blob in local:  # the origin may lack them: they stay until it has them
             self.store.pin(blob)
         await self.journal.manifest_pushed(
             name,
             digest,
             manifest.media_type,
+            payload,
             tag,
             base,
             [str(d) for d in local],
@@ -119,7 +120,7 @@ class EdgePushes:
         missing_blobs = [
             str(d.digest)
             for d in manifest.blobs
-            if self.store.size(d.digest) is None
+            if not self._here(route, d.digest)
             and not await self._at_origin(route, f"blobs/{d.digest}", auth)
         ]
         if missing_blobs:
@@ -132,6 +133,15 @@ class EdgePushes:
         ]
         if missing:
             raise OCIError(ErrorCode.MANIFEST_UNKNOWN, {"manifests": missing}, status=400)
+
+    def _here(self, route: Route, digest: Digest) -> bool:
+        """The edge holds the blob *for this repository* (pushed or mounted here, or the
+        origin said the repository holds it): a blob cached for another repository is no
+        proof, and carrying it up would hand it to this one."""
+        return (
+            self.store.size(digest) is not None
+            and self.store.held(f"{ORIGIN}:{route.name}", str(digest)) is not None
+        )
 
     async def _at_origin(self, route: Route, path: str, auth: str | None) -> bool:
         try:

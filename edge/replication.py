@@ -99,30 +99,43 @@ class Replicator:
         try:
             outcome = await self._carry(item)
         except Refused as exc:
-            await self.journal.finish(item.seq, "failed", str(exc))
-            self.metrics.failures.labels("refused").inc()
-            _log.warning(
-                "push not replicated",
-                repository=item.repository,
-                digest=item.digest,
-                subject=item.subject,
-                why=str(exc),
-            )
+            await self._give_up(item, str(exc))
             return
-        except (Retry, Unreachable, aiohttp.ClientError, OSError) as exc:
+        except Exception as exc:  # the origin down or busy, a token refused, a bad answer
+            error = f"{type(exc).__name__}: {exc}"
+            if item.attempts + 1 >= self.config.replication_attempts:
+                await self._give_up(item, f"{item.attempts + 1} attempts, the last: {error}")
+                return
             delay = min(self.config.replication_retry_max_seconds, 0.5 * 2**item.attempts)
             delay *= random.uniform(0.5, 1.5)  # noqa: S311 - jitter
-            await self.journal.retry(item.seq, time.time() + delay, f"{type(exc).__name__}: {exc}")
+            await self.journal.retry(item.seq, time.time() + delay, error)
             self.metrics.failures.labels("retry").inc()
             return
         await self.journal.finish(item.seq, "replicated" if outcome.kept else "conflict")
-        for digest in await self.journal.release(item.repository, item.blobs):
-            self.store.unpin(Digest.parse(digest))
-        self.manifests.replicated(f"{ORIGIN}:{item.repository}", item.tag, outcome.kept)
+        await self._settled(item, outcome.kept)
         if not outcome.kept:
             self.metrics.conflicts.inc()  # counted once the edge follows the origin's tag
         self.metrics.bytes.inc(outcome.uploaded)
         self.metrics.lag.observe(time.time() - item.at)
+
+    async def _give_up(self, item: Item, why: str) -> None:
+        """The origin will not take this push: it ends here (the next pushes go on); the
+        edge's tag follows the origin's again and the push's blobs may be evicted."""
+        await self.journal.finish(item.seq, "failed", why)
+        await self._settled(item, kept=False)
+        self.metrics.failures.labels("refused").inc()
+        _log.warning(
+            "push not replicated",
+            repository=item.repository,
+            digest=item.digest,
+            subject=item.subject,
+            why=why,
+        )
+
+    async def _settled(self, item: Item, kept: bool) -> None:
+        for digest in await self.journal.release(item.repository, item.blobs):
+            self.store.unpin(Digest.parse(digest))
+        self.manifests.replicated(f"{ORIGIN}:{item.repository}", item.tag, kept)
 
     async def _carry(self, item: Item) -> Outcome:
         auth = f"Bearer {await self._token(item.subject, item.repository)}"
@@ -130,9 +143,6 @@ class Replicator:
             *(self._blob(item.repository, d, item.subject, auth) for d in item.blobs)
         )
         uploaded = sum(sizes)
-        manifest = self.manifests.cached(item.digest)
-        if manifest is None:
-            raise Refused(f"the pushed manifest {item.digest} is gone from this edge")
         # One write per push, as the user made it: by tag (which stores the manifest too)
         # when the tag may move, else by digest.
         state = "none" if item.tag is None else await self._tag_state(item, auth)
@@ -141,7 +151,7 @@ class Replicator:
         reference = item.tag if state == "move" and item.tag is not None else item.digest
         path = f"/v2/{item.repository}/manifests/{reference}"
         if state == "move" or await self._status("HEAD", path, auth) != 200:
-            await self._put_manifest(path, manifest.body, item.media_type, auth)
+            await self._put_manifest(path, item.body, item.media_type, auth)
             self.metrics.replicated.labels("tag" if state == "move" else "manifest").inc()
         return Outcome(state != "conflict", uploaded)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
 import structlog
 
 from edge.store import BlobStore
 from ocicore.digest import Digest
-from ocicore.torrent import Swarm, info_hash, metainfo
+from ocicore.torrent import Swarm, info_hash, metainfo, torrent_size
 
 _log = structlog.get_logger("wharf.edge.seeding")
 
@@ -46,9 +47,10 @@ class Seeder:
         file = self._file(digest)
         try:
             data = await asyncio.to_thread(file.read_bytes)
-        except FileNotFoundError:
+            torrent_size(data, digest.encoded)  # a file cut short by a crash: made again
+        except (FileNotFoundError, ValueError):
             data = await asyncio.to_thread(metainfo, path, size)
-            await asyncio.to_thread(file.write_bytes, data)
+            await asyncio.to_thread(_write, file, data)
         self.seeding[str(digest)] = self.swarm.seed(data, path.parent)
 
     def adopt(self, digest: str, data: bytes) -> None:
@@ -58,7 +60,7 @@ class Seeder:
 
     def save(self, digest: str, data: bytes) -> None:
         """Keep the metainfo of a blob about to be committed (seeding it needs no hashing)."""
-        self._file(Digest.parse(digest)).write_bytes(data)
+        _write(self._file(Digest.parse(digest)), data)
 
     def metainfo(self, digest: str) -> bytes | None:
         """The saved metainfo of a blob being seeded."""
@@ -90,3 +92,10 @@ class Seeder:
             await self.add(digest)
         if self.seeding:
             _log.info("seeding", blobs=len(self.seeding))
+
+
+def _write(target: Path, data: bytes) -> None:
+    """Whole or not at all: a crash leaves the old file or none, never half of one."""
+    temp = target.with_suffix(".tmp")
+    temp.write_bytes(data)
+    os.replace(temp, target)

@@ -64,7 +64,7 @@ def _flush(f: BinaryIO) -> None:
     os.fsync(f.fileno())
 
 
-def _hash_file(path: Path, digest: Digest) -> str:
+def hash_file(path: Path, digest: Digest) -> str:
     hasher = digest.hasher()
     with path.open("rb") as f:
         while chunk := f.read(_READ_CHUNK):
@@ -160,7 +160,7 @@ class ContentStore:
         """
         path = self.upload_path(upload_id)
         if hexdigest is None:
-            hexdigest = await asyncio.to_thread(_hash_file, path, digest)
+            hexdigest = await asyncio.to_thread(hash_file, path, digest)
         if hexdigest != digest.encoded:
             raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
         size = path.stat().st_size

@@ -90,11 +90,11 @@ class Fill:
         """Fill ``path`` instead (created empty), for a source that writes the file itself;
         only before :meth:`begin`, when no client has opened the old one."""
         assert not self._head.done(), "clients may be reading the old file"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.close(self._fd)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.path, self._fd = path, fd
 
     async def advance(self, written: int) -> None:
         """The first ``written`` bytes are in the file (put there by another writer)."""

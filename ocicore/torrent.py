@@ -246,15 +246,15 @@ class Swarm:
             if isinstance(alert, lt.peer_ban_alert):
                 self.on_ban()
                 _log.warning("banned a peer", peer=str(alert.endpoint), why="corrupt pieces")
+            if isinstance(alert, lt.torrent_removed_alert):  # its handle is usually invalid
+                removed = self._removed.pop(str(alert.info_hashes.v1), None)
+                if removed is not None and not removed.done():
+                    removed.set_result(None)
+                continue
             handle = getattr(alert, "handle", None)
             if handle is None or not handle.is_valid():
                 continue
             key = str(handle.info_hashes().v1)
-            if isinstance(alert, lt.torrent_removed_alert):
-                removed = self._removed.pop(key, None)
-                if removed is not None and not removed.done():
-                    removed.set_result(None)
-                continue
             if isinstance(alert, (lt.url_seed_alert, lt.file_error_alert, lt.torrent_error_alert)):
                 _log.warning(
                     "swarm trouble", alert=type(alert).__name__, what=_redact(alert.message())

@@ -160,6 +160,7 @@ class UploadService:
         body: AsyncIterable[bytes] | None,
         chunk: ChunkRange | None,
     ) -> int:
+        await self.get(name, upload_id)  # no lock is kept for an id nobody opened
         async with self._lock(upload_id):
             upload = await self.get(name, upload_id)
             return await self._append(upload, body, chunk)
@@ -173,6 +174,7 @@ class UploadService:
         chunk: ChunkRange | None,
     ) -> int:
         """Append the last chunk (if any), verify, make the blob visible; return its size."""
+        await self.get(name, upload_id)
         async with self._lock(upload_id):
             upload = await self.get(name, upload_id)
             offset = await self._append(upload, body, chunk)
@@ -212,6 +214,7 @@ class UploadService:
         return size
 
     async def cancel(self, name: str, upload_id: str) -> None:
+        await self.get(name, upload_id)
         async with self._lock(upload_id):
             await self.get(name, upload_id)
             await self._forget(upload_id)

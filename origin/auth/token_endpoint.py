@@ -159,9 +159,14 @@ class TokenService:
         offline = request.query.get("offline_token", "").lower() == "true"
         client_id = request.query.get("client_id", "unknown client")
         act_as = request.query.get("act_as")
-        if act_as is not None:
+        if act_as is not None:  # pulls and pushes of repositories, nothing else
+            carried = [
+                Scope(s.type, s.name, s.actions & {"pull", "push"})
+                for s in requested
+                if s.type == "repository"
+            ]
             return await self.respond(
-                request, await self._stand_in(actor, act_as), requested, False, client_id, actor
+                request, await self._stand_in(actor, act_as), carried, False, client_id, actor
             )
         return await self.respond(request, actor, requested, offline, client_id)
 

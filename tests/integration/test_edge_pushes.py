@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -230,3 +231,52 @@ async def test_a_blob_pushed_to_two_repositories_is_uploaded_once_and_mounted(
     assert await metric(edge, "wharf_edge_replication_replicated_total", kind="mount") == blobs
     sent = await metric(edge, "wharf_edge_replication_sent_bytes_total")
     assert sent == sum(len(b) for b in image.blobs)  # each blob's bytes went up once
+
+
+async def test_a_blob_cached_for_another_repository_cannot_be_claimed_by_a_push(
+    origin: Upstream, edge: TestServer
+) -> None:
+    """Someone pulled team/secret through the edge; a manifest pushed to team/app naming its
+    blob must not make the edge hand those bytes to team/app."""
+    secret = make_image("secret", layers=1)
+    async with client(origin, origin) as http:
+        await push_image(http, "team/secret", "v1", secret)
+    async with client(edge, origin) as http:
+        for blob in secret.blobs:  # now cached at the edge, for team/secret
+            async with http.get(f"/v2/team/secret/blobs/{Digest.of(blob, 'sha256')}") as r:
+                assert r.status == 200
+        async with http.put(
+            "/v2/team/app/manifests/stolen",
+            data=secret.manifest,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        ) as r:
+            assert r.status == 400
+            assert (await r.json())["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN"
+    assert await metric(edge, "wharf_edge_replication_pending") == 0
+
+
+async def test_acting_for_a_user_is_for_replicators_and_only_pulls_and_pushes(
+    origin: Upstream,
+) -> None:
+    async def ask(user: str, password: str) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{origin.url}/auth/token",
+                params=[
+                    ("service", "wharf"),
+                    ("act_as", "admin"),
+                    ("scope", "repository:team/app:pull,push,delete"),
+                    ("scope", "api:v1:*"),
+                    ("scope", "registry:catalog:*"),
+                ],
+                headers={"Authorization": aiohttp.encode_basic_auth(user, password)},
+            ) as r,
+        ):
+            return r.status, await r.json()
+
+    status, body = await ask(*REPLICATOR)
+    assert status == 200
+    assert body["scope"] == "repository:team/app:pull,push"  # the admin's rights, narrowed
+    status, _ = await ask("admin", origin.password())  # an admin is no replicator
+    assert status == 403

@@ -29,9 +29,11 @@ async def test_a_blob_moves_between_two_swarms(tmp_path: Path) -> None:
             await leecher.download(torrent, leecher_dir, [("127.0.0.1", seeder.port)])
         assert (leecher_dir / name).read_bytes() == data
         assert leecher.torrents() == 1
-        leecher.remove(info_hash)
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(5):  # libtorrent says when it has let go
+            await leecher.remove(info_hash)
         assert leecher.torrents() == 0
+        async with asyncio.timeout(5):  # and a torrent it does not have is no wait at all
+            await leecher.remove(info_hash)
     finally:
         seeder.close()
         leecher.close()
