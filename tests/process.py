@@ -64,17 +64,7 @@ class OriginProcess:
         return ""
 
     async def _wait_ready(self, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        async with aiohttp.ClientSession() as session:
-            while loop.time() < deadline:
-                try:
-                    async with session.get(f"{self.url}/readyz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"{self.component} never became ready")
+        await wait_ready(self.url, deadline - asyncio.get_running_loop().time(), self.component)
 
     async def kill(self) -> None:
         """SIGKILL: no cleanup, no flush, exactly like a crash."""
@@ -124,3 +114,19 @@ class EdgeProcess(OriginProcess):
             str(self.data_dir),
             *self.flags,
         ]
+
+
+async def wait_ready(url: str, seconds: float = 30.0, what: str = "server") -> None:
+    """Until ``url``'s /readyz answers 200."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    async with aiohttp.ClientSession() as session:
+        while loop.time() < deadline:
+            try:
+                async with session.get(f"{url}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{what} never became ready")

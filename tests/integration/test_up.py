@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.process import OriginProcess
+from tests.process import OriginProcess, wait_ready
 from tests.support import make_image, push_image, registry_auth, sha256
 
 
@@ -45,20 +45,6 @@ class Cluster(OriginProcess):
         return ["up", "--data-dir", str(self.root), "--port", str(self.port)]
 
 
-async def ready(url: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(f"{url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{url} never became ready")
-
-
 async def test_wharf_up_pushes_at_an_edge_reach_the_origin_and_the_other_edge(
     tmp_path: Path,
 ) -> None:
@@ -67,8 +53,8 @@ async def test_wharf_up_pushes_at_an_edge_reach_the_origin_and_the_other_edge(
     await cluster.start()
     try:
         edge_a, edge_b = f"http://127.0.0.1:{port + 1}", f"http://127.0.0.1:{port + 2}"
-        await ready(edge_a)
-        await ready(edge_b)
+        await wait_ready(edge_a)
+        await wait_ready(edge_b)
         password = (tmp_path / "var" / "origin" / "admin-password").read_text().strip()
         auth = (registry_auth("admin", lambda: password),)
         image = make_image("wharf-up", layers=2)
