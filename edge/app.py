@@ -8,6 +8,7 @@ and awaited on shutdown), the sendfile threads.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
@@ -154,12 +155,17 @@ async def _pushes(app: web.Application) -> AsyncIterator[None]:
     app[PUSHES] = BlobPushes(uploads, pushes.mount)
     app[EDGE_PUSHES] = pushes
 
+    reap_every = min(600.0, config.pushed_blob_ttl_seconds / 4)
+
     async def reap() -> None:
         await uploads.expire(UPLOAD_TTL)
+        ttl = config.pushed_blob_ttl_seconds  # blobs pushed without a manifest: let go
+        for digest in await journal.expire_pushed(time.time() - ttl):
+            store.unpin(Digest.parse(digest))
 
     tasks = {
         "replicator": replicator.run(),
-        "upload_reaper": repeat(reap, 600.0, "upload-reaper", 600.0),
+        "upload_reaper": repeat(reap, reap_every, "upload-reaper", reap_every),
     }
     if config.prefetch:
         tasks["prefetcher"] = Prefetcher(

@@ -72,6 +72,9 @@ class EdgeConfig(NodeSettings, ServerSettings):
     # A push still not carried after this many attempts (a day and more at the cap) fails,
     # so the pushes after it in its repository go on; counted and logged.
     replication_attempts: int = 2000
+    # A blob pushed here that no manifest names after this long is no longer kept from
+    # eviction (its push was abandoned); it stays cached like any other blob.
+    pushed_blob_ttl_seconds: float = 24 * 3600.0
     # With that account, follow the origin's event feed for this region and prefetch what
     # its replication rules name.
     prefetch: bool = True
@@ -105,6 +108,7 @@ class EdgeConfig(NodeSettings, ServerSettings):
                 "swarm_connections",
                 "replication_retry_max_seconds",
                 "replication_attempts",
+                "pushed_blob_ttl_seconds",
                 "max_blob_bytes",
                 "swarm_stall_seconds",
             )

@@ -200,6 +200,29 @@ class Journal:
             rows = await conn.execute(select(_pushed.c.digest).where(_pushed.c.repository == name))
             return set(rows.scalars())
 
+    async def expire_pushed(self, before: float) -> list[str]:
+        """Forget blobs pushed before ``before`` that no pending push names (their uploads
+        were abandoned: no manifest came); those that nothing else keeps now (to unpin)."""
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(select(_items.c.blobs).where(_items.c.done_at.is_(None)))
+            ).scalars()
+            named = {d for blobs in rows for d in _blob_list(blobs)}
+            old = (
+                set(
+                    (
+                        await conn.execute(select(_pushed.c.digest).where(_pushed.c.at < before))
+                    ).scalars()
+                )
+                - named
+            )
+            if old:
+                await conn.execute(
+                    delete(_pushed).where(_pushed.c.at < before, _pushed.c.digest.in_(old))
+                )
+            left = set((await conn.execute(select(_pushed.c.digest))).scalars())
+        return sorted(old - left)
+
     async def kept(self) -> set[str]:
         """Blobs that must stay at the edge: pushed here, or named by a pending push (the
         journal is their durable record; the cache's pins are re-made from it at start)."""

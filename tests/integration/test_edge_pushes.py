@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,9 +17,10 @@ from aiohttp.test_utils import TestServer
 from edge.keys import STORE
 from ocicore.digest import Digest
 from tests.conftest import REPLICATOR
-from tests.edges import Upstream
+from tests.edges import Upstream, start_edge
 from tests.support import (
     make_image,
+    push_blob,
     push_image,
     registry_auth,
     sample,
@@ -280,3 +282,34 @@ async def test_acting_for_a_user_is_for_replicators_and_only_pulls_and_pushes(
     assert body["scope"] == "repository:team/app:pull,push"  # the admin's rights, narrowed
     status, _ = await ask("admin", origin.password())  # an admin is no replicator
     assert status == 403
+
+
+async def test_blobs_pushed_without_a_manifest_are_let_go(origin: Upstream, tmp_path: Path) -> None:
+    """An abandoned push must not pin the edge's disk for ever; a push still on its way
+    keeps its blobs."""
+    edge = await start_edge(
+        origin,
+        tmp_path / "short",
+        replication_username=REPLICATOR[0],
+        replication_password=REPLICATOR[1],
+        pushed_blob_ttl_seconds=0.4,
+    )
+    try:
+        assert edge.app is not None
+        store = edge.app[STORE]
+        pending = make_image("kept-while-pending", layers=1)
+        origin.faults.act_as_down = True  # its push stays pending
+        async with client(edge, origin) as http:
+            orphan = await push_blob(http, "team/app", b"no manifest will name me")
+            await push_image(http, "team/app", "v1", pending)
+        assert store.index.get(f"pin:{orphan}")
+        await until(lambda: _unpinned(store, orphan))
+        assert all(store.index.get(f"pin:{Digest.of(b, 'sha256')}") for b in pending.blobs)
+        assert store.size(Digest.parse(orphan)) is not None  # still cached, just evictable
+    finally:
+        origin.faults.act_as_down = False
+        await edge.close()
+
+
+async def _unpinned(store: Any, digest: str) -> bool:
+    return not store.index.get(f"pin:{digest}")
