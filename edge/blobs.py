@@ -201,7 +201,6 @@ class EdgeBlobs:
                 task.cancel()
             await asyncio.wait({joined, ended})
         if joined.cancelled() or joined.exception() is not None:
-            swarm.forget_waiters(digest)
             if not ended.cancelled() and isinstance(ended.exception(), FillFailed):
                 raise _error(ended.exception(), ask)  # type: ignore[arg-type]
             raise OCIError(ErrorCode.BLOB_UNKNOWN, "this edge does not fetch it through the swarm")
@@ -256,6 +255,8 @@ class EdgeBlobs:
         finally:
             self.metrics.fills_in_flight.dec()
             self._fill_repository.pop(str(ask.digest), None)
+            if self.swarm is not None:  # peers waiting for it to join the swarm: it won't now
+                self.swarm.forget_waiters(str(ask.digest))
 
     async def _size(self, ask: Ask) -> int | None:
         """The blob's size: from a manifest seen, or the upstream's HEAD (None: unknown)."""

@@ -153,6 +153,7 @@ class EdgeSwarm:
         return await asyncio.shield(future)
 
     def forget_waiters(self, digest: str) -> None:
+        """The fill of ``digest`` has ended: nobody waits for it to join the swarm any more."""
         future = self._ready.pop(digest, None)
         if future is not None and not future.done():
             future.cancel()

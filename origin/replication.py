@@ -114,7 +114,9 @@ class Replication:
             found, cursor = await self._scan(region, after, limit)
             if found or self._closing or loop.time() >= deadline:
                 return found, cursor
-            after = cursor
+            if cursor > after:  # a page of events for other regions: read on, don't wait
+                after = cursor
+                continue
             try:
                 async with asyncio.timeout(deadline - loop.time()):
                     await news.wait()
