@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import hashlib
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -31,10 +32,17 @@ async def torrent(upstream: Upstream, name: str, digest: str) -> tuple[int, byte
 
 
 async def test_metainfo_is_correct_and_the_same_on_every_origin(
-    upstream: Upstream, origin_config: OriginConfig, tmp_path: Path
+    upstream: Upstream,
+    origin_config: OriginConfig,
+    tmp_path: Path,
+    fresh_database: Callable[[], Awaitable[str]],
 ) -> None:
     data = os.urandom(5 * MiB + 12345)
-    other = await start_origin(dataclasses.replace(origin_config, data_dir=tmp_path / "other"))
+    other = await start_origin(
+        dataclasses.replace(
+            origin_config, data_dir=tmp_path / "other", database_url=await fresh_database()
+        )
+    )
     try:
         hashes = []
         for origin in (upstream, other):
