@@ -78,7 +78,6 @@ class SwarmStats:
     """The session's counters, as of its last report."""
 
     sent: int = 0  # payload bytes uploaded to peers
-    received: int = 0  # payload bytes downloaded (peers and web seeds)
     peers: int = 0  # connected now
 
 
@@ -275,7 +274,6 @@ class Swarm:
 
         self.stats = SwarmStats(
             sent=value("net.sent_payload_bytes"),
-            received=value("net.recv_payload_bytes"),
             peers=value("peer.num_peers_connected"),
         )
 

@@ -158,6 +158,18 @@ async def test_rules_are_managed_by_admins_and_audited(replicating: Upstream) ->
         replicating, "POST", "/replication/rules", json={"repositories": "ML/../x", "regions": []}
     )
     assert status == 400
+    status, unchanged = await api(replicating, "GET", "/replication/rules")
+    assert unchanged == listed  # the refused rule changed nothing
+    for bad in (
+        {"region": "EU!"},
+        {"region": "eu", "limit": "0"},
+        {"region": "eu", "after": "-1"},
+        {"region": "eu", "wait": "31"},
+        {"region": "eu", "after": "x"},
+    ):
+        status, body = await api(replicating, "GET", "/replication/events", params=bad)
+        assert status == 400, bad
+        assert body["errors"][0]["code"] == "INVALID_REQUEST"
     async with (
         aiohttp.ClientSession() as http,
         http.get(
