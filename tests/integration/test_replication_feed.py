@@ -100,7 +100,7 @@ async def test_a_rule_brings_pushes_to_its_region_before_any_pull(
     eu, us = regions["eu"], regions["us"]
     first = await push(replicating, "team-a/app", "v1", "feed-1")
     await until(lambda: holds(eu, first.blobs, first.digest))
-    assert tag_of(eu, "team-a/app", "v1") == first.digest
+    await until(lambda: tag_of(eu, "team-a/app", "v1") == first.digest)  # set once all is in
     other = await push(replicating, "team-b/app", "v1", "not-covered")
     await asyncio.sleep(0.5)
     assert not holds(us, first.blobs, first.digest)  # no rule gives us team-a
@@ -134,7 +134,7 @@ async def test_a_rule_brings_pushes_to_its_region_before_any_pull(
     again = await start(replicating, tmp_path / "eu", "eu")
     try:
         await until(lambda: holds(again, third.blobs, third.digest))
-        assert tag_of(again, "team-a/app", "v3") == third.digest
+        await until(lambda: tag_of(again, "team-a/app", "v3") == third.digest)
     finally:
         await again.close()
 
