@@ -17,7 +17,7 @@ import structlog
 
 from edge.store import BlobStore
 from ocicore.digest import Digest
-from ocicore.torrent import Swarm, info_hash, metainfo, torrent_size
+from ocicore.torrent import Swarm, file_metainfo, info_hash, torrent_size
 
 _log = structlog.get_logger("wharf.edge.seeding")
 
@@ -49,7 +49,7 @@ class Seeder:
             data = await asyncio.to_thread(file.read_bytes)
             torrent_size(data, digest.encoded)  # a file cut short by a crash: made again
         except (FileNotFoundError, ValueError):
-            data = await asyncio.to_thread(metainfo, path, size)
+            data = await asyncio.to_thread(file_metainfo, path, size)
             await asyncio.to_thread(_write, file, data)
         self.seeding[str(digest)] = self.swarm.seed(data, path.parent)
 

@@ -1,40 +1,38 @@
-"""The content-addressed blob store on a local filesystem.
+"""The content-addressed blob store, over any storage driver (:mod:`ocicore.storage`).
 
-Layout under the store's root::
+Keys in the driver::
 
-    <root>/
-    ├── blobs/                      committed content, verified against its digest
-    │   ├── sha256/
-    │   │   └── ab/                 first two hex characters of the digest
-    │   │       └── ab12…ef         the blob itself, named by its full hex digest
-    │   └── sha512/…                same shape for sha512
-    └── uploads/
-        └── <uuid>                  bytes of an upload in progress (never served)
+    blobs/<algorithm>/<first two hex>/<hex>   committed content, verified against its digest
+    staging/<upload id>                       an upload being verified (see :meth:`commit`)
 
-Bytes arrive in ``uploads/<uuid>``, are hashed while they stream in, written off the event
-loop and fsynced; :meth:`ContentStore.commit` renames the file into ``blobs/`` only after its
-digest matches, then fsyncs the directory. A file under ``blobs/`` is therefore always whole
-and verified; a crash can leave at most an orphan in ``uploads/``. Names of repositories never
-reach this module: paths are built only from validated digests and UUIDs.
+and the driver's uploads for bytes in progress (never served). Bytes are hashed while they
+stream in; :meth:`BlobStore.commit` publishes an upload under its digest only after the digest
+matches, so an object under ``blobs/`` is always whole and verified. Names of repositories
+never reach this module: keys are built only from validated digests and UUIDs.
+
+:class:`ContentStore` is the same store on a local filesystem, with the paths the edge's cache
+and sendfile need.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import time
-from collections.abc import AsyncIterable
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
 
 from ocicore.digest import Digest, Hasher
 from ocicore.errors import ErrorCode, OCIError
+from ocicore.storage.driver import NotFound, StorageDriver
+from ocicore.storage.filesystem import FilesystemDriver
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-WRITE_BATCH = 1 << 20  # bytes gathered before each hop to the writer thread
 _READ_CHUNK = 4 << 20
+STAGING = "staging/"
 
 
 class TooLarge(Exception):
@@ -45,25 +43,6 @@ class WrongLength(Exception):
     """The body was not as long as the caller said it would be."""
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_batch(f: BinaryIO, data: bytes, hasher: Hasher | None) -> None:
-    f.write(data)
-    if hasher is not None:
-        hasher.update(data)
-
-
-def _flush(f: BinaryIO) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-
-
 def hash_file(path: Path, digest: Digest) -> str:
     hasher = digest.hasher()
     with path.open("rb") as f:
@@ -72,38 +51,83 @@ def hash_file(path: Path, digest: Digest) -> str:
     return hasher.hexdigest()
 
 
-class ContentStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._blobs = root / "blobs"
-        self._uploads = root / "uploads"
-        for path in (self._blobs, self._uploads):
-            path.mkdir(parents=True, exist_ok=True)
+def blob_key(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
+
+
+def check_upload_id(upload_id: str) -> str:
+    if not _UUID.match(upload_id):
+        raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, "malformed upload id")
+    return upload_id
+
+
+async def _bounded(
+    body: AsyncIterable[bytes], limit: int, exact: int | None
+) -> AsyncIterator[bytes]:
+    written = 0
+    async for chunk in body:
+        written += len(chunk)
+        if written > limit:
+            raise TooLarge
+        yield chunk
+    if exact is not None and written != exact:
+        raise WrongLength(written)
+
+
+class BlobStore:
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+
+    @property
+    def name(self) -> str:
+        return self.driver.name
 
     # -- committed blobs -------------------------------------------------------------------
-    def blob_path(self, digest: Digest) -> Path:
-        return self._blobs / digest.algorithm / digest.encoded[:2] / digest.encoded
-
-    def size(self, digest: Digest) -> int | None:
+    async def size(self, digest: Digest) -> int | None:
         """Size of a committed blob, or None when the store does not hold it."""
-        try:
-            return self.blob_path(digest).stat().st_size
-        except FileNotFoundError:
-            return None
+        return await self.driver.stat(blob_key(digest))
 
-    def _place(self, source: Path, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
-        _fsync_dir(target.parent)
+    def read(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        return self.driver.read(blob_key(digest), offset, length)
+
+    async def read_all(self, digest: Digest) -> bytes:
+        return b"".join([chunk async for chunk in self.read(digest)])
+
+    def local_path(self, digest: Digest) -> Path | None:
+        return self.driver.local_path(blob_key(digest))
+
+    async def presign(self, digest: Digest, expires_seconds: float) -> str | None:
+        return await self.driver.presign(blob_key(digest), expires_seconds)
+
+    async def delete(self, digest: Digest) -> bool:
+        return await self.driver.delete(blob_key(digest))
+
+    async def hash_object(self, key: str, digest: Digest) -> str:
+        hasher = digest.hasher()
+        async for chunk in self.driver.read(key):
+            await asyncio.to_thread(hasher.update, chunk)
+        return hasher.hexdigest()
+
+    async def copy_from(self, source: BlobStore, digest: Digest) -> int:
+        """Copy a blob ``source`` holds into this store, verified on the way; its size."""
+        upload_id = await self.new_upload()
+        try:
+            hasher = digest.hasher()
+            await self.driver.append(upload_id, 0, source.read(digest), hasher.update)
+            return await self.commit(upload_id, digest, hasher.hexdigest())
+        finally:
+            await self.abort_upload(upload_id)
 
     # -- uploads ---------------------------------------------------------------------------
-    def upload_path(self, upload_id: str) -> Path:
-        if not _UUID.match(upload_id):
-            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, "malformed upload id")
-        return self._uploads / upload_id
+    async def new_upload(self) -> str:
+        upload_id = str(uuid.uuid4())
+        await self.create_upload(upload_id)
+        return upload_id
 
-    def create_upload(self, upload_id: str) -> None:
-        self.upload_path(upload_id).touch(exist_ok=False)
+    async def create_upload(self, upload_id: str) -> None:
+        await self.driver.create_upload(check_upload_id(upload_id))
 
     async def write(
         self,
@@ -114,68 +138,91 @@ class ContentStore:
         limit: int,
         exact: int | None = None,
     ) -> int:
-        """Write ``body`` at ``offset`` (dropping anything past it), fsync; return bytes written.
+        """Write ``body`` at ``offset`` (dropping anything past it); return bytes written.
 
         ``hasher``, if given, is fed every byte written. Raises :class:`TooLarge` once more than
         ``limit`` bytes arrive, :class:`WrongLength` if ``exact`` is given and the body had
-        another length. On any failure the file is cut back to ``offset``.
+        another length. On any failure the upload is as it was.
         """
-        path = self.upload_path(upload_id)
-        f = path.open("r+b")  # not in a thread: a cancellation must not orphan the handle
-        try:
-            f.truncate(offset)
-            f.seek(offset)
-            written = 0
-            pending: list[bytes] = []
-            pending_size = 0
-            async for chunk in body:
-                written += len(chunk)
-                if written > limit:
-                    raise TooLarge
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= WRITE_BATCH:
-                    await asyncio.to_thread(_write_batch, f, b"".join(pending), hasher)
-                    pending, pending_size = [], 0
-            if exact is not None and written != exact:
-                raise WrongLength(written)
-            if pending:
-                await asyncio.to_thread(_write_batch, f, b"".join(pending), hasher)
-            await asyncio.to_thread(_flush, f)
-        except BaseException:
-            # Synchronous on purpose: this must also run when the task is being cancelled.
-            f.truncate(offset)  # nothing of a failed write remains
-            raise
-        else:
-            return written
-        finally:
-            f.close()
+        return await self.driver.append(
+            check_upload_id(upload_id),
+            offset,
+            _bounded(body, limit, exact),
+            hasher.update if hasher is not None else None,
+        )
 
     async def commit(self, upload_id: str, digest: Digest, hexdigest: str | None) -> int:
-        """Verify the upload against ``digest`` and move it into place; return its size.
+        """Verify the upload against ``digest`` and publish it; return its size.
 
         ``hexdigest`` is the running hash of the whole upload when the caller kept one for the
-        same algorithm; without it the file is hashed again. Raises ``DIGEST_INVALID`` on a
-        mismatch and leaves the upload as it was.
+        same algorithm; without it the upload is published to ``staging/``, hashed there and
+        moved into place. Raises ``DIGEST_INVALID`` on a mismatch (:class:`NotFound` when
+        there is no such upload).
         """
-        path = self.upload_path(upload_id)
+        check_upload_id(upload_id)
+        if hexdigest is not None:
+            if hexdigest != digest.encoded:
+                raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
+            return await self.driver.publish(upload_id, blob_key(digest))
+        staged = STAGING + upload_id
+        await self.driver.publish(upload_id, staged)
+        try:
+            if await self.hash_object(staged, digest) != digest.encoded:
+                raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
+            return await self.driver.move(staged, blob_key(digest))
+        finally:
+            await self.driver.delete(staged)
+
+    async def abort_upload(self, upload_id: str) -> None:
+        await self.driver.abort(check_upload_id(upload_id))
+
+    async def stale_uploads(self, seconds: float) -> list[str]:
+        """Uploads untouched for ``seconds`` (and staged ones left by a crash are removed)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
+        async for entry in self.driver.scan(STAGING):
+            if entry.modified < cutoff:
+                await self.driver.delete(entry.key)
+        return [
+            upload_id
+            for upload_id, modified in await self.driver.uploads()
+            if _UUID.match(upload_id) and modified < cutoff
+        ]
+
+
+class ContentStore(BlobStore):
+    """The blob store on a local filesystem: files the edge links, seeds and sends."""
+
+    def __init__(self, root: Path, name: str = "local") -> None:
+        self.files = FilesystemDriver(root, name)
+        super().__init__(self.files)
+        self.root = root
+        (root / "blobs").mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, digest: Digest) -> Path:
+        return self.files.path(blob_key(digest))
+
+    def upload_path(self, upload_id: str) -> Path:
+        return self.files.upload_path(check_upload_id(upload_id))
+
+    async def commit(self, upload_id: str, digest: Digest, hexdigest: str | None) -> int:
+        """As :meth:`BlobStore.commit`, hashing the upload's file in place when needed (on a
+        mismatch the upload is left as it was)."""
         if hexdigest is None:
-            hexdigest = await asyncio.to_thread(hash_file, path, digest)
-        if hexdigest != digest.encoded:
-            raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
-        size = path.stat().st_size
-        await asyncio.to_thread(self._place, path, self.blob_path(digest))
-        return size
+            try:
+                hexdigest = await asyncio.to_thread(hash_file, self.upload_path(upload_id), digest)
+            except FileNotFoundError:
+                raise NotFound(upload_id) from None
+        return await super().commit(upload_id, digest, hexdigest)
 
     def discard_upload(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.upload_path(upload_id).unlink()
 
     def uploads_older_than(self, seconds: float) -> list[str]:
-        """Upload ids whose files in ``uploads/`` went untouched for ``seconds``."""
+        """Upload ids whose files went untouched for ``seconds``."""
         cutoff = time.time() - seconds
         return [
             p.name
-            for p in self._uploads.iterdir()
+            for p in self.files.uploads_dir.iterdir()
             if _UUID.match(p.name) and p.stat().st_mtime < cutoff
         ]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -36,14 +37,54 @@ def piece_size(size: int) -> int:
     return piece
 
 
-def metainfo(path: Path, size: int) -> bytes:
-    """The bencoded metainfo of the blob at ``path`` (its file name is the digest's hex).
-    Hashes every piece: call it in a thread."""
-    entry = lt.create_file_entry(path.name, size)
+def metainfo(name: str, size: int, pieces: Sequence[bytes]) -> bytes:
+    """The bencoded metainfo of a blob of ``size`` bytes whose file is ``name`` (the digest's
+    hex), from the SHA-1 of each of its pieces (:func:`piece_size` long)."""
+    entry = lt.create_file_entry(name, size)
     creator = lt.create_torrent([entry], piece_size(size), lt.create_torrent.v1_only)
-    lt.set_piece_hashes(creator, str(path.parent))
+    if creator.num_pieces() != len(pieces):
+        raise ValueError(f"{len(pieces)} piece hashes for {creator.num_pieces()} pieces")
+    for index, piece in enumerate(pieces):
+        creator.set_hash(index, piece)
     creator.set_creation_date(0)
     return bytes(lt.bencode(creator.generate()))
+
+
+class PieceHasher:
+    """SHA-1 of each piece of a byte stream fed in order (call :meth:`update` in a thread)."""
+
+    def __init__(self, size: int) -> None:
+        self.piece = piece_size(size)
+        self.pieces: list[bytes] = []
+        self._current = hashlib.sha1(usedforsecurity=False)  # BitTorrent v1 pieces
+        self._filled = 0
+
+    def update(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self.piece - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.piece:
+                self.pieces.append(self._current.digest())
+                self._current, self._filled = hashlib.sha1(usedforsecurity=False), 0
+
+    def finish(self) -> list[bytes]:
+        if self._filled:
+            self.pieces.append(self._current.digest())
+            self._filled = 0
+        return self.pieces
+
+
+def file_metainfo(path: Path, size: int) -> bytes:
+    """:func:`metainfo` of the blob in file ``path`` (named by its hex). Reads it: call it in
+    a thread."""
+    pieces = PieceHasher(size)
+    with path.open("rb") as f:
+        while chunk := f.read(pieces.piece):
+            pieces.update(chunk)
+    return metainfo(path.name, size, pieces.finish())
 
 
 def info_hash(data: bytes) -> str:

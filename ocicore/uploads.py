@@ -5,7 +5,8 @@ The session's committed offset lives in a database (:class:`Sessions`: the origi
 an edge's journal) and its bytes in the content store, so a session survives a restart (or
 lands on another process). Each process keeps the running hash of the sessions it served last,
 so a finishing ``PUT`` does not read the upload again; when it lacks one (after a restart, or
-for a sha512 digest) it hashes the file. A committed blob is handed to ``link``, which makes it
+for a sha512 digest, or when another replica took the last chunk) the store hashes the
+upload again. A committed blob is handed to ``link``, which makes it
 visible where it belongs (and, with ``finished_upload``, closes the session in the same step).
 """
 
@@ -16,15 +17,17 @@ import hashlib
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from prometheus_client import Gauge
 
-from ocicore.cas import ContentStore, TooLarge, WrongLength
+from ocicore.cas import BlobStore, TooLarge, WrongLength, check_upload_id
 from ocicore.digest import Digest, Hasher
 from ocicore.errors import ErrorCode, OCIError
+from ocicore.storage.driver import NotFound
 
 _HASHERS_KEPT = 1024
 
@@ -36,6 +39,10 @@ class Upload:
     offset: int
 
 
+class UploadBusy(Exception):
+    """Another process is writing to the upload session."""
+
+
 class Sessions(Protocol):
     """Where upload sessions are recorded."""
 
@@ -45,6 +52,10 @@ class Sessions(Protocol):
         """Record ``new`` as the offset if it is still ``old`` (false otherwise)."""
 
     async def delete_upload(self, upload_id: str) -> bool: ...
+    def exclusive(self, upload_id: str) -> AbstractAsyncContextManager[None]:
+        """Held while this process writes to or commits the session: across processes
+        sharing the sessions, raises :class:`UploadBusy` when another holds it."""
+
     async def uploads_before(self, cutoff: datetime) -> list[str]: ...
     async def upload_ids(self) -> set[str]: ...
 
@@ -76,7 +87,7 @@ async def _nothing() -> AsyncIterator[bytes]:
 class UploadService:
     def __init__(
         self,
-        store: ContentStore,
+        store: BlobStore,
         meta: Sessions,
         link: Link,
         max_blob_bytes: int,
@@ -92,13 +103,13 @@ class UploadService:
 
     async def start(self, name: str) -> str:
         upload_id = str(uuid.uuid4())
-        self.store.create_upload(upload_id)
+        await self.store.create_upload(upload_id)
         await self.meta.create_upload(upload_id, name)
         self.in_progress.inc()
         return upload_id
 
     async def get(self, name: str, upload_id: str) -> Upload:
-        self.store.upload_path(upload_id)  # validates the id's shape
+        check_upload_id(upload_id)
         upload = await self.meta.get_upload(upload_id)
         if upload is None or upload.repository != name:
             raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, upload_id)
@@ -106,6 +117,19 @@ class UploadService:
 
     def _lock(self, upload_id: str) -> asyncio.Lock:
         return self._locks.setdefault(upload_id, asyncio.Lock())
+
+    @asynccontextmanager
+    async def _writing(self, upload_id: str) -> AsyncIterator[None]:
+        """One writer per session: in this process (a lock) and among processes sharing the
+        sessions (replicas), so no two bodies land in one upload at once."""
+        async with self._lock(upload_id):
+            try:
+                async with self.meta.exclusive(upload_id):
+                    yield
+            except UploadBusy:
+                raise OCIError(
+                    ErrorCode.RANGE_INVALID, "another request is writing to this upload"
+                ) from None
 
     async def _append(
         self, upload: Upload, body: AsyncIterable[bytes] | None, chunk: ChunkRange | None
@@ -139,6 +163,8 @@ class UploadService:
             raise OCIError(
                 ErrorCode.SIZE_INVALID, f"blob exceeds {self.max_blob_bytes} bytes", status=413
             ) from None
+        except NotFound:
+            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, upload.id) from None
         except WrongLength as wrong:
             raise OCIError(
                 ErrorCode.SIZE_INVALID,
@@ -161,7 +187,7 @@ class UploadService:
         chunk: ChunkRange | None,
     ) -> int:
         await self.get(name, upload_id)  # no lock is kept for an id nobody opened
-        async with self._lock(upload_id):
+        async with self._writing(upload_id):
             upload = await self.get(name, upload_id)
             return await self._append(upload, body, chunk)
 
@@ -175,7 +201,7 @@ class UploadService:
     ) -> int:
         """Append the last chunk (if any), verify, make the blob visible; return its size."""
         await self.get(name, upload_id)
-        async with self._lock(upload_id):
+        async with self._writing(upload_id):
             upload = await self.get(name, upload_id)
             offset = await self._append(upload, body, chunk)
             kept = self._hashers.get(upload_id)
@@ -184,7 +210,7 @@ class UploadService:
                 hexdigest = kept[1].hexdigest()
             try:
                 size = await self.store.commit(upload_id, digest, hexdigest)
-            except FileNotFoundError:
+            except NotFound:
                 # Committed before a crash that came ahead of the acknowledgement: start over.
                 await self._forget(upload_id)
                 raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, upload_id) from None
@@ -195,8 +221,7 @@ class UploadService:
 
     async def monolithic(self, name: str, digest: Digest, body: AsyncIterable[bytes] | None) -> int:
         """A whole blob in one request (``POST ?digest=``): no session is recorded."""
-        upload_id = str(uuid.uuid4())
-        self.store.create_upload(upload_id)
+        upload_id = await self.store.new_upload()
         try:
             hasher = digest.hasher()
             try:
@@ -209,13 +234,13 @@ class UploadService:
                 ) from None
             size = await self.store.commit(upload_id, digest, hasher.hexdigest())
         finally:
-            self.store.discard_upload(upload_id)
+            await self.store.abort_upload(upload_id)
         await self.link(name, str(digest), size)
         return size
 
     async def cancel(self, name: str, upload_id: str) -> None:
         await self.get(name, upload_id)
-        async with self._lock(upload_id):
+        async with self._writing(upload_id):
             await self.get(name, upload_id)
             await self._forget(upload_id)
 
@@ -227,18 +252,18 @@ class UploadService:
         for upload_id in expired:
             async with self._lock(upload_id):
                 await self._forget(upload_id)
-        stale = await asyncio.to_thread(self.store.uploads_older_than, ttl)
+        stale = await self.store.stale_uploads(ttl)
         if stale:
             live = await self.meta.upload_ids()
             for name in stale:
                 if name not in live:
-                    self.store.discard_upload(name)
+                    await self.store.abort_upload(name)
         return len(expired)
 
     async def _forget(self, upload_id: str) -> None:
         if await self.meta.delete_upload(upload_id):
             self.in_progress.dec()
-        self.store.discard_upload(upload_id)
+        await self.store.abort_upload(upload_id)
         self._drop_state(upload_id)
 
     def _drop_state(self, upload_id: str) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +23,6 @@ from gossip import web as gossip_web
 from gossip.web import membership_context
 from ocicore.auth.enforce import bearer_middleware
 from ocicore.auth.tokens import TokenVerifier
-from ocicore.cas import ContentStore
 from ocicore.tasks import repeat, running
 from ocicore.uploads import UploadService
 from ocicore.web.health import Readiness, add_health_routes
@@ -41,7 +41,7 @@ from origin.auth.accounts import AccountService
 from origin.auth.bootstrap import ensure_admin, ensure_replicators
 from origin.auth.ldap import LdapProvider
 from origin.auth.oidc import OidcProvider
-from origin.auth.signing import JWKS_MAX_AGE, SigningKeys
+from origin.auth.signing import JWKS_MAX_AGE, FolderVault, SigningKeys
 from origin.auth.throttle import Limits, LoginThrottle
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
@@ -49,24 +49,32 @@ from origin.keys import (
     AUDIT,
     BLOBS,
     CONFIG,
-    CONTENT,
+    LEADERSHIP,
+    LOCATIONS,
     MANIFESTS,
     META,
     OIDC,
     ORGANIZATIONS,
     PEOPLE,
+    PLACEMENTS,
     REPLICATION,
     REPOSITORIES,
     SENDFILE,
     SIGNING_KEYS,
+    SINGLETONS,
     TOKENS,
     TORRENTS,
     UPLOADS,
     VERIFIER,
 )
+from origin.leader import Leadership
+from origin.locations import Locations
 from origin.metadata.access import AccessStore
 from origin.metadata.db import create_engine, migrate
+from origin.metadata.keys import TableVault
+from origin.metadata.placements import Placements
 from origin.metadata.store import MetadataStore
+from origin.placement import Copier
 from origin.registry.blobs import BlobService
 from origin.registry.cache import ReadCache
 from origin.registry.manifests import ManifestService
@@ -77,12 +85,14 @@ _log = structlog.get_logger("wharf.origin")
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    config, store = app[CONFIG], app[CONTENT]
+    config = app[CONFIG]
+    locations = await Locations.open(config.locations, config.data_dir, config.region)
+    app[LOCATIONS] = locations
     engine = create_engine(config.effective_database_url)
     await migrate(engine)
-    meta = MetadataStore(engine)
+    meta = MetadataStore(engine, config.placement_defaults if len(locations) > 1 else ())
     blobs = BlobService(
-        store,
+        locations,
         meta,
         ReadCache(config.cache_entries, config.cache_ttl_seconds),
         config.small_blob_cache_bytes,
@@ -95,7 +105,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     in_progress.set(await meta.count_uploads())
     app[META] = meta
     app[BLOBS] = blobs
-    app[UPLOADS] = UploadService(store, meta, meta.link_blob, config.max_blob_bytes, in_progress)
+    app[UPLOADS] = UploadService(
+        locations.primary,
+        meta,
+        partial(meta.link_blob, stored_at=locations.primary.name),
+        config.max_blob_bytes,
+        in_progress,
+    )
     app[MANIFESTS] = ManifestService(
         meta, blobs, ReadCache(config.cache_entries, config.cache_ttl_seconds)
     )
@@ -108,6 +124,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     yield
     await torrents.close()
     await engine.dispose()
+    await locations.close()
 
 
 async def _audit(app: web.Application) -> AsyncIterator[None]:
@@ -121,16 +138,18 @@ async def _audit(app: web.Application) -> AsyncIterator[None]:
         if pruned:
             _log.info("expired audit events", count=pruned, before=cutoff.isoformat())
 
-    async with running(
-        audit_writer=audit.run(), audit_retention=repeat(expire, 3600, "audit-retention")
-    ):
+    app[SINGLETONS]["audit_retention"] = lambda: repeat(expire, 3600, "audit-retention")
+    async with running(audit_writer=audit.run()):
         yield
     await audit.flush()  # what the last requests recorded
 
 
 async def _auth(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    keys = await asyncio.to_thread(SigningKeys.load_or_create, config.data_dir / "keys")
+    vault = TableVault(app[META].engine)
+    if await vault.adopt(FolderVault(config.data_dir / "keys")):
+        _log.info("signing keys moved from the data directory into the database")
+    keys = await SigningKeys.open(vault)
     hasher = PasswordHasher(time_cost=config.argon2_time_cost, memory_cost=config.argon2_memory_kib)
     directory = LdapProvider(config.ldap) if config.ldap is not None else None
     accounts = AccountService(
@@ -153,11 +172,12 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         config.token_ttl_seconds,
         app[AUDIT],
         LoginThrottle(
+            app[META].engine,
             Limits(
                 config.login_failures_per_account,
                 config.login_failures_per_address,
                 config.login_failure_window_seconds,
-            )
+            ),
         ),
         frozenset(config.replicators),
     )
@@ -187,17 +207,20 @@ async def _sendfile_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upload_reaper(app: web.Application) -> AsyncIterator[None]:
-    """Expire abandoned upload sessions, checking a few times per TTL (at most every 10 min)."""
+    """Expire abandoned upload sessions, checking a few times per TTL (at most every 10 min),
+    and failed sign-ins past the throttle's window."""
     uploads, ttl = app[UPLOADS], app[CONFIG].upload_ttl_seconds
+    throttle = app[TOKENS].throttle
 
     async def reap() -> None:
         expired = await uploads.expire(ttl)
         if expired:
             _log.info("expired upload sessions", count=expired)
+        await throttle.prune()
 
     interval = min(ttl / 4, 600.0)
-    async with running(upload_reaper=repeat(reap, interval, "upload-reaper", interval)):
-        yield
+    app[SINGLETONS]["upload_reaper"] = lambda: repeat(reap, interval, "upload-reaper", interval)
+    yield
 
 
 async def jwks(request: web.Request) -> web.Response:
@@ -208,29 +231,61 @@ async def jwks(request: web.Request) -> web.Response:
 
 
 async def _key_rotation(app: web.Application) -> AsyncIterator[None]:
-    """Rotate the signing key when it is older than the rotation period, retire the keys no
-    live token needs, and keep the verifier's keys in step (also with rotations made by an
-    admin or another replica)."""
+    """Every replica reads the keys again each minute and keeps its verifier in step (with
+    rotations made by the leader, an admin or another replica); the leader rotates the signing
+    key when it is older than the rotation period and retires the keys no live token needs."""
     config, keys, verifier = app[CONFIG], app[SIGNING_KEYS], app[VERIFIER]
     period = config.signing_key_rotation_days * 86400
     known = {key.kid for key in keys.keys}
 
-    async def rotate() -> None:
+    async def refresh() -> None:
         nonlocal known
-        await asyncio.to_thread(keys.reload)
-        if period > 0 and time.time() - keys.keys[-1].created > period:
-            key = await asyncio.to_thread(keys.rotate)
-            _log.info("rotated the signing key", next=key.kid, signing=keys.current.kid)
-        retired = await asyncio.to_thread(
-            keys.retire, max(config.token_ttl_seconds, config.seed_token_ttl_seconds)
-        )
-        if retired:
-            _log.info("retired signing keys", kids=retired)
+        await keys.reload()
         if {key.kid for key in keys.keys} != known:
             verifier.set_keys(keys.public_keys())
             known = {key.kid for key in keys.keys}
 
-    async with running(signing_key_rotation=repeat(rotate, 60, "signing-key-rotation")):
+    async def rotate() -> None:
+        await keys.reload()
+        if period > 0 and time.time() - keys.keys[-1].created > period:
+            key = await keys.rotate()
+            _log.info("rotated the signing key", next=key.kid, signing=keys.current.kid)
+        retired = await keys.retire(max(config.token_ttl_seconds, config.seed_token_ttl_seconds))
+        if retired:
+            _log.info("retired signing keys", kids=retired)
+        await refresh()
+
+    app[SINGLETONS]["signing_key_rotation"] = lambda: repeat(rotate, 60, "signing-key-rotation")
+    async with running(signing_key_refresh=repeat(refresh, 60, "signing-key-refresh", 60)):
+        yield
+
+
+async def _placement(app: web.Application) -> AsyncIterator[None]:
+    """The copier that places blobs in every location their namespace needs (a singleton),
+    and the gauge of copies pending per location (every replica)."""
+    config, locations = app[CONFIG], app[LOCATIONS]
+    placements = Placements(app[META].engine, config.placement_defaults)
+    app[PLACEMENTS] = placements
+    copier = Copier(placements, locations, app[METRICS].registry, config.placement_copies)
+    if len(locations) > 1:
+        app[SINGLETONS]["placement_copier"] = copier.run
+    async with running(placement_gauge=repeat(copier.count_pending, 5, "placement-gauge")):
+        yield
+
+
+async def _leadership(app: web.Application) -> AsyncIterator[None]:
+    """The singleton workers run on the one replica holding the lock (:mod:`origin.leader`)."""
+    leadership = Leadership(
+        app[META].engine, app[METRICS].registry, app[CONFIG].leader_poll_seconds
+    )
+    app[LEADERSHIP] = leadership
+    workers = app[SINGLETONS]
+
+    async def lead() -> None:
+        async with running(**{name: start() for name, start in workers.items()}):
+            await asyncio.Event().wait()
+
+    async with running(leadership=leadership.run(lead)):
         yield
 
 
@@ -251,9 +306,7 @@ def _readiness(app: web.Application) -> Readiness:
         await app[META].ping()
 
     async def storage() -> None:
-        root = app[CONTENT].root
-        if not root.is_dir():
-            raise RuntimeError(f"{root} is missing")
+        await app[LOCATIONS].primary.driver.ping()
 
     return Readiness(checks={"database": database, "storage": storage})
 
@@ -273,9 +326,9 @@ def create_app(config: OriginConfig) -> web.Application:
         _log.warning("token auth is OFF: anyone who reaches this origin may push and delete")
     app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
+    app[SINGLETONS] = {}
     app[METRICS] = HttpMetrics.create("origin", CollectorRegistry())
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # hashes and keys inside
-    app[CONTENT] = ContentStore(config.data_dir)
     app.cleanup_ctx.extend(
         [
             _database,
@@ -285,6 +338,8 @@ def create_app(config: OriginConfig) -> web.Application:
             _oidc,
             _sendfile_pool,
             _upload_reaper,
+            _placement,
+            _leadership,
             _membership,
         ]
     )

@@ -19,6 +19,7 @@ from gossip.node import NodeSettings, StaticPeer
 from ocicore.settings import ServerSettings
 from origin.auth.ldap import LdapConfig
 from origin.auth.oidc import OidcConfig
+from origin.locations import LocationConfig
 
 MiB = 1 << 20
 
@@ -68,10 +69,19 @@ class OriginConfig(NodeSettings, ServerSettings):
     audit_retention_days: float = 400.0  # a year and a bit: long enough for yearly audits
     ldap: LdapConfig | None = None
     oidc: OidcConfig | None = None
+    # Where blob bytes live ([[origin.locations]]); none: the filesystem under data_dir. The
+    # replica reads from its region's locations first and writes pushes to the first of them.
+    locations: tuple[LocationConfig, ...] = ()
+    # The locations every blob must reach unless its namespace says otherwise (empty: all).
+    default_locations: tuple[str, ...] = ()
+    placement_copies: int = 4  # blobs the copier moves between locations at once
+    # How often a replica tries to become the one running the singleton workers (and the
+    # leader checks it still is): a dead leader is replaced within about this long.
+    leader_poll_seconds: float = 1.0
 
     table: ClassVar[str] = "origin"
     tables: ClassVar[Mapping[str, Any]] = MappingProxyType(
-        {"ldap": LdapConfig, "oidc": OidcConfig, "peers": StaticPeer}
+        {"ldap": LdapConfig, "oidc": OidcConfig, "peers": StaticPeer, "locations": LocationConfig}
     )
 
     def __post_init__(self) -> None:
@@ -92,10 +102,24 @@ class OriginConfig(NodeSettings, ServerSettings):
                 "login_failures_per_account",
                 "login_failures_per_address",
                 "login_failure_window_seconds",
+                "placement_copies",
+                "leader_poll_seconds",
             )
         )
+        names = [location.name for location in self.locations]
+        unknown = set(self.default_locations) - set(names or ["local"])
+        if unknown:
+            raise ValueError(f"default_locations names no configured location: {sorted(unknown)}")
         if not self.auth_enabled and self.host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("auth_enabled = false is only allowed on a loopback address")
+
+    @property
+    def location_names(self) -> tuple[str, ...]:
+        return tuple(location.name for location in self.locations) or ("local",)
+
+    @property
+    def placement_defaults(self) -> tuple[str, ...]:
+        return self.default_locations or self.location_names
 
     @property
     def effective_database_url(self) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 from aiohttp import web
 
 from ocicore.auth.tokens import TokenVerifier
-from ocicore.cas import ContentStore
 from ocicore.uploads import UploadService
 from ocicore.web.sendfile import SendfilePool
 from origin.admin.organizations import Organizations
@@ -16,6 +18,9 @@ from origin.auth.oidc import OidcProvider
 from origin.auth.signing import SigningKeys
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
+from origin.leader import Leadership
+from origin.locations import Locations
+from origin.metadata.placements import Placements
 from origin.metadata.store import MetadataStore
 from origin.registry.blobs import BlobService
 from origin.registry.manifests import ManifestService
@@ -30,7 +35,7 @@ MANIFESTS = web.AppKey("manifests", ManifestService)
 SENDFILE = web.AppKey("sendfile", SendfilePool)
 SIGNING_KEYS = web.AppKey("signing_keys", SigningKeys)
 TOKENS = web.AppKey("tokens", TokenService)
-CONTENT = web.AppKey("content", ContentStore)
+LOCATIONS = web.AppKey("locations", Locations)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 AUDIT = web.AppKey("audit", AuditLog)
 PEOPLE = web.AppKey("people", People)
@@ -39,3 +44,7 @@ REPOSITORIES = web.AppKey("repositories", Repositories)
 OIDC = web.AppKey("oidc", OidcProvider)
 TORRENTS = web.AppKey("torrents", TorrentService)
 REPLICATION = web.AppKey("replication", Replication)
+LEADERSHIP = web.AppKey("leadership", Leadership)
+PLACEMENTS = web.AppKey("placements", Placements)
+# The workers only the leading replica runs, by name (each a coroutine function).
+SINGLETONS = web.AppKey("singletons", dict[str, Callable[[], Coroutine[Any, Any, None]]])

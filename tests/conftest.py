@@ -15,6 +15,7 @@ from origin.config import OriginConfig
 from tests.edges import Upstream, start_edge, start_origin
 from tests.postgres import PostgresServer
 from tests.process import OriginProcess
+from tests.storage.moto import MotoServer
 from tests.support import Client, admin_auth
 
 # Modules whose tests run against the origin on SQLite and on PostgreSQL: the origin's own
@@ -144,3 +145,12 @@ async def pushing_edge(replicating: Upstream, tmp_path: Path) -> AsyncIterator[T
     )
     yield server
     await server.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's standalone S3 server, standing in for S3 (none is packaged for Debian)."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()

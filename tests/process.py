@@ -17,15 +17,26 @@ WHARF = [sys.executable, "-m", "wharf.cli"]
 class OriginProcess:
     component = "origin"
 
-    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, log: Path, env: dict[str, str] | None = None, *flags: str
+    ) -> None:
         self.data_dir = data_dir
         self.log = log
         self.env = {**os.environ, **(env or {})}
+        self.flags = flags
         self.url = ""
         self._proc: asyncio.subprocess.Process | None = None
 
     def arguments(self) -> list[str]:
-        return ["origin", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
+        return [
+            "origin",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(self.data_dir),
+            *self.flags,
+        ]
 
     async def start(self, timeout: float = 30.0) -> str:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -98,9 +109,8 @@ class EdgeProcess(OriginProcess):
         *flags: str,
         env: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(data_dir, log, env)
+        super().__init__(data_dir, log, env, *flags)
         self.origin = origin
-        self.flags = flags
 
     def arguments(self) -> list[str]:
         return [

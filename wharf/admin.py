@@ -112,6 +112,7 @@ def add_commands(commands: Any) -> None:
         _audit_command,
         _keys,
         _replication,
+        _storage,
     ):
         add(commands)
 
@@ -372,3 +373,36 @@ def _replication(commands: Any) -> None:
         "remove a rule",
     )
     c.add_argument("id", type=int)
+
+
+def _storage(commands: Any) -> None:
+    storage = _group(commands, "storage", "storage locations and where blobs are placed")
+    _command(storage, "locations", lambda a: Call("GET", "/storage/locations"), "the locations")
+    c = _command(
+        storage,
+        "blob",
+        lambda a: Call("GET", f"/storage/blobs/{_q(a.digest)}"),
+        "where a blob is, and where copies are queued",
+    )
+    c.add_argument("digest")
+    c = _command(
+        storage,
+        "place",
+        lambda a: Call("PUT", f"/storage/namespaces/{_q(a.namespace)}", {"locations": a.locations}),
+        "the locations a namespace's blobs must live in (none: the defaults)",
+    )
+    c.add_argument("namespace")
+    c.add_argument("locations", nargs="*")
+    c = _command(
+        storage,
+        "placement",
+        lambda a: Call("GET", f"/storage/namespaces/{_q(a.namespace)}"),
+        "a namespace's locations",
+    )
+    c.add_argument("namespace")
+    _command(
+        storage,
+        "backfill",
+        lambda a: Call("POST", "/storage/backfill"),
+        "record where existing blobs are and queue the copies they need",
+    )

@@ -1,4 +1,8 @@
-"""``/v2/<name>/blobs/<digest>``: GET and HEAD (with Range, by sendfile), DELETE."""
+"""``/v2/<name>/blobs/<digest>``: GET and HEAD (with Range), DELETE.
+
+A blob on the filesystem goes out by sendfile; one in an object store is streamed through
+(ranged reads), or the client is redirected to a pre-signed URL when the location says so.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,46 @@ from aiohttp import web
 from ocicore.web.sendfile import BlobFileResponse
 from origin.api.common import audit, digest_param, repo
 from origin.keys import BLOBS, SENDFILE
+from origin.registry.blobs import BlobInfo
+
+PRESIGNED_SECONDS = 900.0
+
+
+def _range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The requested (start, end-exclusive) range, None for all; 416 when unsatisfiable."""
+    if "Range" not in request.headers:
+        return None
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return None  # a malformed Range is ignored (RFC 9110 14.2)
+    start, stop = wanted.start, wanted.stop
+    if start is None and stop is None:
+        return None
+    if start is not None and start < 0:  # a suffix: the last -start bytes
+        start, stop = max(size + start, 0), size
+    start = start or 0
+    stop = size if stop is None else min(stop, size)
+    if start >= size or start >= stop:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return start, stop
+
+
+async def _stream(
+    request: web.Request, info: BlobInfo, headers: dict[str, str]
+) -> web.StreamResponse:
+    wanted = _range(request, info.size)
+    start, stop = wanted or (0, info.size)
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    response.headers["Accept-Ranges"] = "bytes"
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{info.size}"
+    response.content_length = stop - start
+    await response.prepare(request)
+    async for chunk in info.store.read(info.digest, start, stop - start):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def get(request: web.Request) -> web.StreamResponse:
@@ -27,7 +71,13 @@ async def get(request: web.Request) -> web.StreamResponse:
         data = await request.app[BLOBS].small_content(info)
         if data is not None:
             return web.Response(body=data, headers=headers)
-    return BlobFileResponse(info.path, request.app[SENDFILE], headers=headers)
+    path = info.store.local_path(digest)
+    if path is not None:
+        return BlobFileResponse(path, request.app[SENDFILE], headers=headers)
+    url = await info.store.presign(digest, PRESIGNED_SECONDS)
+    if url is not None:
+        raise web.HTTPTemporaryRedirect(url, headers={"Docker-Content-Digest": str(digest)})
+    return await _stream(request, info, headers)
 
 
 async def delete(request: web.Request) -> web.Response:

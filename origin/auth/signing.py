@@ -1,7 +1,8 @@
 """The origin's token signing keys: ES256 (P-256), created on first start, published as JWKS.
 
-Keys live in ``<data_dir>/keys/<kid>.pem`` (mode 0600), where the key id is the key's RFC 7638
-thumbprint and the file's time is the key's creation. Every key in the folder is published.
+Keys live in the metadata database (``signing_keys``), shared by every origin replica; the key
+id is the key's RFC 7638 thumbprint. Every key kept is published. (A single origin kept them
+in ``<data_dir>/keys/`` before: they are imported from there on first start.)
 
 Rotation, without a token anyone holds being refused: a new key is published ``publish_ahead``
 seconds (the JWKS cache lifetime of edges) before it starts signing, so every verifier knows it
@@ -12,6 +13,7 @@ leaked) signs with the new key at once and deletes the others: every outstanding
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -21,7 +23,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -63,41 +65,107 @@ class SigningKey:
         return {**_public_jwk(self.private), "kid": self.kid, "alg": "ES256", "use": "sig"}
 
 
+class KeyVault(Protocol):
+    """Where signing keys are kept: the database (every replica shares it) or a folder."""
+
+    async def load(self) -> list[SigningKey]: ...
+    async def save(self, key: SigningKey) -> None: ...
+    async def delete(self, kid: str) -> None: ...
+
+
+def new_key() -> SigningKey:
+    private = ec.generate_private_key(ec.SECP256R1())
+    return SigningKey(thumbprint(_public_jwk(private)), private, time.time())
+
+
+def to_pem(key: SigningKey) -> bytes:
+    return key.private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def from_pem(pem: bytes, created: float, where: str) -> SigningKey:
+    private = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{where} is not an EC private key")
+    return SigningKey(thumbprint(_public_jwk(private)), private, created)
+
+
+class FolderVault:
+    """Keys in ``<folder>/<kid>.pem`` (mode 0600), the file's time being the key's creation:
+    where a single origin kept them before they moved into the database."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _load(self) -> list[SigningKey]:
+        if not self.folder.is_dir():
+            return []
+        return [
+            from_pem(path.read_bytes(), path.stat().st_mtime, str(path))
+            for path in sorted(self.folder.glob("*.pem"))
+        ]
+
+    def _save(self, key: SigningKey) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.folder / f"{key.kid}.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(to_pem(key))
+        os.utime(path, (key.created, key.created))
+
+    async def load(self) -> list[SigningKey]:
+        return await asyncio.to_thread(self._load)
+
+    async def save(self, key: SigningKey) -> None:
+        await asyncio.to_thread(self._save, key)
+
+    async def delete(self, kid: str) -> None:
+        (self.folder / f"{kid}.pem").unlink(missing_ok=True)
+
+
 class SigningKeys:
     def __init__(
-        self, folder: Path, keys: Sequence[SigningKey], publish_ahead: float = JWKS_MAX_AGE
+        self, vault: KeyVault, keys: Sequence[SigningKey], publish_ahead: float = JWKS_MAX_AGE
     ) -> None:
         if not keys:
             raise ValueError("at least one signing key is needed")
-        self.folder = folder
+        self.vault = vault
         self.publish_ahead = publish_ahead
         self.keys = sorted(keys, key=lambda k: k.created)
 
     @classmethod
-    def load_or_create(cls, folder: Path, publish_ahead: float = JWKS_MAX_AGE) -> SigningKeys:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        keys = [cls._load(path) for path in sorted(folder.glob("*.pem"))]
-        return cls(folder, keys or [cls.create(folder)], publish_ahead)
+    async def open(cls, vault: KeyVault, publish_ahead: float = JWKS_MAX_AGE) -> SigningKeys:
+        """The vault's keys, a first one made if it has none."""
+        keys = await vault.load()
+        if not keys:
+            key = new_key()
+            await vault.save(key)
+            keys = await vault.load()  # another replica may have made one at the same time
+        return cls(vault, keys, publish_ahead)
 
-    def reload(self) -> None:
-        """Read the folder again (another replica, or an operator, may have rotated)."""
-        keys = [self._load(path) for path in sorted(self.folder.glob("*.pem"))]
+    async def reload(self) -> None:
+        """Read the vault again (another replica, or an operator, may have rotated)."""
+        keys = await self.vault.load()
         if keys:
             self.keys = sorted(keys, key=lambda k: k.created)
 
-    def rotate(self, immediately: bool = False) -> SigningKey:
+    async def rotate(self, immediately: bool = False) -> SigningKey:
         """A new key: signing once it has been published for ``publish_ahead`` seconds, or
         at once (``immediately``, when a key leaked), the other keys then deleted."""
-        key = self.create(self.folder)
+        key = new_key()
+        await self.vault.save(key)
         if immediately:
             for old in self.keys:
-                (self.folder / f"{old.kid}.pem").unlink(missing_ok=True)
+                await self.vault.delete(old.kid)
             self.keys = [key]
         else:
             self.keys = [*self.keys, key]
         return key
 
-    def retire(self, token_ttl: float, now: float | None = None) -> list[str]:
+    async def retire(self, token_ttl: float, now: float | None = None) -> list[str]:
         """Delete the keys older than the signing one once every token they signed has
         expired; their key ids."""
         now = time.time() if now is None else now
@@ -107,7 +175,7 @@ class SigningKeys:
             return []
         old = [k for k in self.keys if k.created < current.created]
         for key in old:
-            (self.folder / f"{key.kid}.pem").unlink(missing_ok=True)
+            await self.vault.delete(key.kid)
         self.keys = [k for k in self.keys if k not in old]
         return [k.kid for k in old]
 
@@ -117,28 +185,6 @@ class SigningKeys:
         if key is current:
             return "signing"
         return "next" if key.created > current.created else "retiring"
-
-    @staticmethod
-    def _load(path: Path) -> SigningKey:
-        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(private, ec.EllipticCurvePrivateKey):
-            raise TypeError(f"{path} is not an EC private key")
-        return SigningKey(thumbprint(_public_jwk(private)), private, path.stat().st_mtime)
-
-    @staticmethod
-    def create(folder: Path) -> SigningKey:
-        """A new key, written with mode 0600 before anything can read it."""
-        private = ec.generate_private_key(ec.SECP256R1())
-        kid = thumbprint(_public_jwk(private))
-        pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        fd = os.open(folder / f"{kid}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-        return SigningKey(kid, private, time.time())
 
     @property
     def current(self) -> SigningKey:

@@ -1,15 +1,21 @@
-"""Failed logins are limited per account and per client address.
+"""Failed logins are limited per account and per client address, across every replica.
 
 Past the limit, attempts are refused with 429 until the window passes, even with the right
 password, so a password cannot be guessed at the speed of the network. Successes do not
-reset the counters: a guesser who also knows one password gains nothing.
+reset the counters: a guesser who also knows one password gains nothing. Failures are rows
+of the metadata database counted in a sliding window, so a guesser spreading attempts over
+the replicas behind a load balancer meets the same limit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from cachetools import TTLCache
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from origin.metadata.models import login_failures
 
 
 @dataclass(frozen=True)
@@ -19,19 +25,47 @@ class Limits:
     window_seconds: float = 300.0
 
 
-class LoginThrottle:
-    def __init__(self, limits: Limits = Limits()) -> None:
-        self.limits = limits
-        self._failures: TTLCache[str, int] = TTLCache(maxsize=100_000, ttl=limits.window_seconds)
+def _subjects(account: str, address: str) -> tuple[str, str]:
+    return f"a:{account[:255]}", f"ip:{address[:64]}"
 
-    def blocked(self, account: str, address: str) -> bool:
+
+class LoginThrottle:
+    def __init__(self, engine: AsyncEngine, limits: Limits = Limits()) -> None:
+        self.engine = engine
+        self.limits = limits
+
+    def _since(self) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=self.limits.window_seconds)
+
+    async def blocked(self, account: str, address: str) -> bool:
+        by_account, by_address = _subjects(account, address)
+        query = (
+            select(login_failures.c.subject, func.count())
+            .where(
+                login_failures.c.subject.in_((by_account, by_address)),
+                login_failures.c.at > self._since(),
+            )
+            .group_by(login_failures.c.subject)
+        )
+        async with self.engine.connect() as conn:
+            counts = {str(row[0]): int(row[1]) for row in (await conn.execute(query)).all()}
         return (
-            self._failures.get(f"a:{account}", 0) >= self.limits.per_account
-            or self._failures.get(f"ip:{address}", 0) >= self.limits.per_address
+            counts.get(by_account, 0) >= self.limits.per_account
+            or counts.get(by_address, 0) >= self.limits.per_address
         )
 
-    def failed(self, account: str, address: str) -> None:
-        # Each failure restarts its key's window (TTLCache re-inserts), so a steady guesser
-        # stays blocked; refused attempts while blocked do not count.
-        for key in (f"a:{account}", f"ip:{address}"):
-            self._failures[key] = self._failures.get(key, 0) + 1
+    async def failed(self, account: str, address: str) -> None:
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(login_failures),
+                [{"subject": subject, "at": now} for subject in _subjects(account, address)],
+            )
+
+    async def prune(self) -> int:
+        """Forget failures older than the window; how many."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(login_failures).where(login_failures.c.at <= self._since())
+            )
+        return result.rowcount

@@ -58,12 +58,12 @@ class TokenService:
         service: str,
         ttl: float,
         audit: AuditLog,
-        throttle: LoginThrottle | None = None,
+        throttle: LoginThrottle,
         replicators: frozenset[str] = frozenset(),
     ) -> None:
         self.replicators = replicators
         self.audit = audit
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle
         self.accounts = accounts
         self.keys = keys
         self.issuer = issuer
@@ -91,7 +91,7 @@ class TokenService:
     async def login(self, request: web.Request, name: str, password: str) -> Actor:
         """The actor for a name and secret, throttled and audited; 401 when wrong."""
         address = request.remote or "unknown"
-        if self.throttle.blocked(name, address):
+        if await self.throttle.blocked(name, address):
             raise OCIError(
                 ErrorCode.TOOMANYREQUESTS,
                 "too many failed logins; try again later",
@@ -110,7 +110,7 @@ class TokenService:
             AuditEvent("login", "ok" if found else "failed", name[:255], client=address)
         )
         if found is None:
-            self.throttle.failed(name, address)
+            await self.throttle.failed(name, address)
             raise OCIError(
                 ErrorCode.UNAUTHORIZED,
                 "invalid credentials",
@@ -120,7 +120,7 @@ class TokenService:
 
     async def _refresh(self, request: web.Request, token: str) -> Actor:
         address = request.remote or "unknown"
-        if self.throttle.blocked("", address):
+        if await self.throttle.blocked("", address):
             raise OCIError(ErrorCode.TOOMANYREQUESTS, "too many failed logins; try again later")
         actor = await self.accounts.refresh(token)
         self.audit.record(
@@ -133,7 +133,7 @@ class TokenService:
             )
         )
         if actor is None:
-            self.throttle.failed("", address)
+            await self.throttle.failed("", address)
             raise OCIError(ErrorCode.UNAUTHORIZED, "invalid or revoked refresh token")
         return actor
 

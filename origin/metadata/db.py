@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, Table, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ocicore.sqlite import create_engine
 
-__all__ = ["create_engine", "migrate"]
+__all__ = ["create_engine", "migrate", "upsert"]
+
+MIGRATION_LOCK = 0x57484152  # "WHAR": replicas starting together migrate one at a time
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -31,4 +35,12 @@ def _upgrade(connection: Connection) -> None:
 async def migrate(engine: AsyncEngine) -> None:
     """Apply every pending migration (idempotent; safe to run at each start)."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_upgrade)
+
+
+def upsert(conn: AsyncConnection, table: Table) -> Any:
+    """An INSERT with ``on_conflict_do_*`` in the connection's dialect."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -242,4 +243,56 @@ replication_rules = Table(
     Column("regions", JSON, nullable=False),  # ["eu", ...]
     Column("created_by", NAME, nullable=False),
     _created(),
+)
+
+# Which storage locations hold each blob's bytes (geo-replication, issue 8).
+blob_placements = Table(
+    "blob_placements",
+    metadata,
+    Column("digest", DIGEST, ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True),
+    Column("location", String(64), primary_key=True),
+    _created(),
+)
+
+# Copies still to make: a blob to a location its namespaces must live in. Durable: a copier
+# that dies leaves the row, and the next one copies again (copies are verified, idempotent).
+placement_queue = Table(
+    "placement_queue",
+    metadata,
+    Column("digest", DIGEST, ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True),
+    Column("location", String(64), primary_key=True),
+    _created(),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("due_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("error", String(255), nullable=True),
+    Index("ix_placement_queue_due", "due_at"),
+)
+
+# The locations a namespace (the first component of its repositories' names) must live in;
+# a namespace with no rows lives in the configured default locations.
+namespace_locations = Table(
+    "namespace_locations",
+    metadata,
+    Column("namespace", NAME, primary_key=True),
+    Column("location", String(64), primary_key=True),
+)
+
+# The token signing keys, shared by every origin replica (PEM, PKCS#8).
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("pem", LargeBinary, nullable=False),
+    Column("created", Float, nullable=False),  # unix time: when it was made
+)
+
+# Failed sign-ins, by account ("a:<name>") and by client address ("ip:<addr>"), counted in a
+# sliding window by every replica.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(300), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_login_failures_subject", "subject", "at"),
 )

@@ -5,20 +5,23 @@ Handlers never see SQL; services call these methods with validated names and dig
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, and_, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ocicore.digest import Digest
 from ocicore.manifest import Descriptor, Manifest
-from ocicore.uploads import Upload
+from ocicore.uploads import Upload, UploadBusy
+from origin.metadata import placements
+from origin.metadata.db import upsert
 from origin.metadata.models import (
+    blob_placements,
     blobs,
     events,
     manifest_references,
@@ -49,14 +52,15 @@ class MissingReferences(Exception):
         self.manifests = manifests
 
 
-def _upsert(conn: AsyncConnection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+UPLOAD_LOCKS = 0x57485550  # "WHUP": the advisory lock space of upload sessions
 
 
 class MetadataStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, placement_defaults: Sequence[str] = ()) -> None:
+        """``placement_defaults``: the storage locations a blob must reach unless its namespace
+        says otherwise (empty: one location, nothing to copy)."""
         self.engine = engine
+        self.placement_defaults = tuple(placement_defaults)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -68,7 +72,7 @@ class MetadataStore:
         return row.scalar_one_or_none()
 
     async def _ensure_repo(self, conn: AsyncConnection, name: str) -> int:
-        stmt = _upsert(conn, repositories).values(name=name).on_conflict_do_nothing()
+        stmt = upsert(conn, repositories).values(name=name).on_conflict_do_nothing()
         await conn.execute(stmt)
         repo_id = await self._repo_id(conn, name)
         assert repo_id is not None
@@ -98,22 +102,40 @@ class MetadataStore:
             return (await conn.execute(query)).scalar_one_or_none()
 
     async def link_blob(
-        self, name: str, digest: str, size: int, finished_upload: str | None = None
+        self,
+        name: str,
+        digest: str,
+        size: int,
+        finished_upload: str | None = None,
+        stored_at: str | None = None,
     ) -> None:
         """Make the blob visible in the repository, closing the upload it came from (if any)
-        in the same transaction."""
+        in the same transaction; ``stored_at``: the location its bytes were just written to.
+        The copies the repository's namespace needs are queued in the same transaction."""
         async with self.engine.begin() as conn:
             if finished_upload is not None:
                 await conn.execute(delete(uploads).where(uploads.c.id == finished_upload))
             repo_id = await self._ensure_repo(conn, name)
             await conn.execute(
-                _upsert(conn, blobs).values(digest=digest, size=size).on_conflict_do_nothing()
+                upsert(conn, blobs).values(digest=digest, size=size).on_conflict_do_nothing()
             )
             await conn.execute(
-                _upsert(conn, repository_blobs)
+                upsert(conn, repository_blobs)
                 .values(repository_id=repo_id, digest=digest)
                 .on_conflict_do_nothing()
             )
+            if stored_at is not None:
+                await placements.record(conn, digest, stored_at)
+            if self.placement_defaults:
+                await placements.enqueue_missing(
+                    conn, digest, placements.namespace_of(name), self.placement_defaults
+                )
+
+    async def placements(self, digest: str) -> list[str]:
+        """The locations holding the blob's bytes."""
+        query = select(blob_placements.c.location).where(blob_placements.c.digest == digest)
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
 
     async def unlink_blob(self, name: str, digest: str) -> bool:
         async with self.engine.begin() as conn:
@@ -153,6 +175,31 @@ class MetadataStore:
                 .values(offset=new)
             )
             return result.rowcount == 1
+
+    @asynccontextmanager
+    async def exclusive(self, upload_id: str) -> AsyncIterator[None]:
+        """Across replicas, one writer per upload session: a PostgreSQL session advisory lock
+        on a connection held meanwhile (released with the connection if the replica dies).
+        SQLite has one process, whose own lock suffices."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        key = {"space": UPLOAD_LOCKS, "id": upload_id}
+        async with self.engine.connect() as conn:
+            taken = await conn.scalar(
+                text("SELECT pg_try_advisory_lock(:space, hashtext(:id))"), key
+            )
+            await conn.commit()
+            if not taken:
+                raise UploadBusy(upload_id)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # a lost connection has dropped it
+                    await conn.execute(
+                        text("SELECT pg_advisory_unlock(:space, hashtext(:id))"), key
+                    )
+                    await conn.commit()
 
     async def delete_upload(self, upload_id: str) -> bool:
         async with self.engine.begin() as conn:
@@ -242,7 +289,7 @@ class MetadataStore:
                 )
             if tag is not None:
                 await conn.execute(
-                    _upsert(conn, tags)
+                    upsert(conn, tags)
                     .values(repository_id=repo_id, name=tag, manifest_digest=digest)
                     .on_conflict_do_update(
                         index_elements=["repository_id", "name"],

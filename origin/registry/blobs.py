@@ -1,16 +1,16 @@
-"""Blobs as a repository sees them: visible only once linked to that repository."""
+"""Blobs as a repository sees them: visible only once linked to that repository, read from the
+nearest storage location that holds them."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 
 from cachetools import LRUCache
 
-from ocicore.cas import ContentStore
+from ocicore.cas import BlobStore
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
+from origin.locations import Locations
 from origin.metadata.store import MetadataStore
 from origin.registry.cache import ReadCache
 
@@ -19,7 +19,7 @@ from origin.registry.cache import ReadCache
 class BlobInfo:
     digest: Digest
     size: int
-    path: Path
+    store: BlobStore  # the nearest location holding it
 
 
 SMALL_BLOB_BYTES = 256 << 10
@@ -28,17 +28,18 @@ SMALL_BLOB_BYTES = 256 << 10
 class BlobService:
     def __init__(
         self,
-        store: ContentStore,
+        locations: Locations,
         meta: MetadataStore,
         sizes: ReadCache[int],
         small_blob_cache_bytes: int,
     ) -> None:
-        self.store = store
+        self.locations = locations
         self.meta = meta
         self.sizes = sizes
         # Content is immutable by digest, so small blobs (configs, most of every pull's
         # requests) can be kept in memory with no invalidation; visibility is still checked.
         self._small: LRUCache[Digest, bytes] = LRUCache(small_blob_cache_bytes, getsizeof=len)
+        self._where: LRUCache[Digest, BlobStore] = LRUCache(100_000)
 
     async def small_content(self, info: BlobInfo) -> bytes | None:
         """The bytes of a small blob from memory (read once), or None for a large one."""
@@ -46,7 +47,7 @@ class BlobService:
             return None
         data = self._small.get(info.digest)
         if data is None:
-            data = await asyncio.to_thread(info.path.read_bytes)
+            data = await info.store.read_all(info.digest)
             self._small[info.digest] = data
         return data
 
@@ -56,13 +57,29 @@ class BlobService:
             return OCIError(ErrorCode.NAME_UNKNOWN, name)
         return OCIError(code, detail)
 
+    async def locate(self, digest: Digest) -> BlobStore | None:
+        """The nearest location holding the blob (remembered: placements only grow until
+        garbage collection, which forgets them here)."""
+        found = self._where.get(digest)
+        if found is not None:
+            return found
+        if len(self.locations) == 1:
+            store = self.locations.primary
+            found = store if await store.size(digest) is not None else None
+        else:
+            found = self.locations.pick(await self.meta.placements(str(digest)))
+        if found is not None:
+            self._where[digest] = found
+        return found
+
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         size = await self.sizes.get(
             (name, str(digest)), lambda: self.meta.blob_size(name, str(digest))
         )
-        if size is None or self.store.size(digest) is None:
+        store = await self.locate(digest) if size is not None else None
+        if size is None or store is None:
             raise await self.unknown(name, ErrorCode.BLOB_UNKNOWN, str(digest))
-        return BlobInfo(digest, size, self.store.blob_path(digest))
+        return BlobInfo(digest, size, store)
 
     async def delete(self, name: str, digest: Digest) -> None:
         """Unlink the blob from the repository; its bytes go when garbage collection runs."""
@@ -74,7 +91,7 @@ class BlobService:
     async def mount(self, name: str, digest: Digest, source: str) -> bool:
         """Link a blob that ``source`` already holds into ``name``; false if it can't."""
         size = await self.meta.blob_size(source, str(digest))
-        if size is None or self.store.size(digest) is None:
+        if size is None or await self.locate(digest) is None:
             return False
         await self.meta.link_blob(name, str(digest), size)
         return True

@@ -17,8 +17,8 @@ import structlog
 
 from ocicore.digest import Digest
 from ocicore.singleflight import SingleFlight
-from ocicore.torrent import metainfo
-from origin.registry.blobs import BlobService
+from ocicore.torrent import PieceHasher, metainfo
+from origin.registry.blobs import BlobInfo, BlobService
 
 _log = structlog.get_logger("wharf.origin.torrents")
 
@@ -63,12 +63,13 @@ class TorrentService:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             pass
-        return await self._flights.run(
-            str(digest), lambda: self._compute(info.path, info.size, path)
-        )
+        return await self._flights.run(str(digest), lambda: self._compute(info, path))
 
-    async def _compute(self, blob: Path, size: int, target: Path) -> bytes:
-        data = await asyncio.to_thread(metainfo, blob, size)
+    async def _compute(self, info: BlobInfo, target: Path) -> bytes:
+        pieces = PieceHasher(info.size)
+        async for chunk in info.store.read(info.digest):
+            await asyncio.to_thread(pieces.update, chunk)
+        data = await asyncio.to_thread(metainfo, info.digest.encoded, info.size, pieces.finish())
         await asyncio.to_thread(_write, target, data)
         return data
 

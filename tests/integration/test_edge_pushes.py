@@ -5,8 +5,7 @@ somebody moved at the origin meanwhile (the origin's tag stays)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,8 @@ from tests.support import (
     registry_auth,
     sample,
     token_for,
+    until,
 )
-
-
-async def until(check: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "not in time"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ was away catches up from its cursor. Rules are managed through the admin API, an
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,7 @@ from edge.keys import MANIFESTS, STORE
 from ocicore.digest import Digest
 from tests.conftest import REPLICATOR
 from tests.edges import Upstream, start_edge
-from tests.support import make_image, push_image, registry_auth
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "not in time"
-        await asyncio.sleep(0.05)
+from tests.support import make_image, push_image, registry_auth, until
 
 
 def admin(origin: Upstream) -> dict[str, str]:

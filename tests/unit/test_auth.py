@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ocicore.auth.scopes import InvalidScope, Scope, parse_scope, parse_scopes
 from ocicore.auth.tokens import TokenError, TokenVerifier, bearer_token
-from origin.auth.signing import SigningKeys
+from origin.auth.signing import FolderVault, SigningKeys, new_key
 from origin.auth.token_endpoint import basic_credentials
 
 ISSUER, AUDIENCE = "wharf-origin", "wharf"
@@ -24,8 +24,8 @@ PULL = Scope("repository", "team/app", frozenset({"pull"}))
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> SigningKeys:
-    return SigningKeys.load_or_create(tmp_path / "keys")
+async def keys(tmp_path: Path) -> SigningKeys:
+    return await SigningKeys.open(FolderVault(tmp_path / "keys"))
 
 
 @pytest.fixture
@@ -47,9 +47,9 @@ def test_a_token_grants_exactly_its_scopes(keys: SigningKeys, verifier: TokenVer
     assert not grant.allows("repository", "team/other", "pull")
 
 
-def test_keys_persist_with_private_permissions(tmp_path: Path) -> None:
-    first = SigningKeys.load_or_create(tmp_path / "keys")
-    again = SigningKeys.load_or_create(tmp_path / "keys")
+async def test_keys_persist_with_private_permissions(tmp_path: Path) -> None:
+    first = await SigningKeys.open(FolderVault(tmp_path / "keys"))
+    again = await SigningKeys.open(FolderVault(tmp_path / "keys"))
     assert first.current.kid == again.current.kid
     (pem,) = (tmp_path / "keys").glob("*.pem")
     assert pem.stat().st_mode & 0o777 == 0o600
@@ -57,12 +57,12 @@ def test_keys_persist_with_private_permissions(tmp_path: Path) -> None:
     assert "d" not in first.jwks()["keys"][0]  # never the private part
 
 
-def test_rotated_keys_keep_old_tokens_valid(tmp_path: Path) -> None:
-    folder = tmp_path / "keys"
-    old = SigningKeys.load_or_create(folder)
+async def test_rotated_keys_keep_old_tokens_valid(tmp_path: Path) -> None:
+    vault = FolderVault(tmp_path / "keys")
+    old = await SigningKeys.open(vault)
     token = issue(old)
-    SigningKeys.create(folder)
-    rotated = SigningKeys.load_or_create(folder, publish_ahead=0)  # a restart, much later
+    await vault.save(new_key())
+    rotated = await SigningKeys.open(vault, publish_ahead=0)  # a restart, much later
     assert rotated.current.kid != old.current.kid
     verifier = TokenVerifier.from_jwks(rotated.jwks(), ISSUER, AUDIENCE)
     assert verifier.verify(token).subject == "alice"
@@ -94,8 +94,8 @@ def _tamper(token: str) -> str:
     return f"{header}.{forged}.{signature}"
 
 
-def test_refusals(keys: SigningKeys, verifier: TokenVerifier, tmp_path: Path) -> None:
-    stranger = SigningKeys.load_or_create(tmp_path / "stranger")
+async def test_refusals(keys: SigningKeys, verifier: TokenVerifier, tmp_path: Path) -> None:
+    stranger = await SigningKeys.open(FolderVault(tmp_path / "stranger"))
     good = issue(keys)
     none_alg = jwt.encode(
         {"iss": ISSUER, "sub": "a", "aud": AUDIENCE, "iat": 0, "exp": 2**40},
@@ -210,41 +210,42 @@ def test_the_api_scope_is_exactly_api_v1_star() -> None:
             parse_scope(bad)
 
 
-def age(keys: SigningKeys, kid: str, seconds: float) -> None:
+async def age(keys: SigningKeys, folder: Path, kid: str, seconds: float) -> None:
     """Make a key file look ``seconds`` old, as the clock would after a while."""
     moment = time.time() - seconds
-    os.utime(keys.folder / f"{kid}.pem", (moment, moment))
-    keys.reload()
+    os.utime(folder / f"{kid}.pem", (moment, moment))
+    await keys.reload()
 
 
-def test_a_rotation_publishes_first_signs_later_and_retires_last(tmp_path: Path) -> None:
-    keys = SigningKeys.load_or_create(tmp_path / "keys", publish_ahead=300)
+async def test_a_rotation_publishes_first_signs_later_and_retires_last(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    keys = await SigningKeys.open(FolderVault(folder), publish_ahead=300)
     old = keys.current
-    age(keys, old.kid, 100 * 86400)
+    await age(keys, folder, old.kid, 100 * 86400)
     before = issue(keys)
-    new = keys.rotate()
+    new = await keys.rotate()
     # Published at once, but the old key signs until verifiers' caches can know the new one.
     assert {k["kid"] for k in keys.jwks()["keys"]} == {old.kid, new.kid}
     assert keys.current.kid == old.kid
     assert keys.state(keys.keys[-1]) == "next"
-    age(keys, new.kid, 301)
+    await age(keys, folder, new.kid, 301)
     assert keys.current.kid == new.kid
     assert [keys.state(k) for k in keys.keys] == ["retiring", "signing"]
     after = issue(keys)
     verifier = TokenVerifier.from_jwks(keys.jwks(), ISSUER, AUDIENCE)
     assert verifier.verify(before).subject == verifier.verify(after).subject == "alice"
     # The old key goes once the last token it signed has expired, not before.
-    assert keys.retire(token_ttl=300) == []
-    assert keys.retire(token_ttl=300, now=time.time() + 400) == [old.kid]
-    assert [p.stem for p in keys.folder.glob("*.pem")] == [new.kid]
+    assert await keys.retire(token_ttl=300) == []
+    assert await keys.retire(token_ttl=300, now=time.time() + 400) == [old.kid]
+    assert [p.stem for p in folder.glob("*.pem")] == [new.kid]
 
 
-def test_an_emergency_rotation_refuses_every_outstanding_token(tmp_path: Path) -> None:
-    keys = SigningKeys.load_or_create(tmp_path / "keys")
+async def test_an_emergency_rotation_refuses_every_outstanding_token(tmp_path: Path) -> None:
+    keys = await SigningKeys.open(FolderVault(tmp_path / "keys"))
     leaked = issue(keys)
     verifier = TokenVerifier.from_jwks(keys.jwks(), ISSUER, AUDIENCE)
     assert verifier.verify(leaked).subject == "alice"
-    new = keys.rotate(immediately=True)
+    new = await keys.rotate(immediately=True)
     assert keys.current.kid == new.kid
     verifier.set_keys(keys.public_keys())
     with pytest.raises(TokenError, match="unknown key"):

@@ -15,6 +15,7 @@ from origin.api.v1 import (
     replication,
     repositories,
     schemas,
+    storage,
 )
 from origin.api.v1.spec import Operation, Param, aiohttp_path, openapi, route
 
@@ -56,6 +57,11 @@ OPERATIONS = (
     Operation("POST", P + "/replication/rules", replication.create_rule, "Add a replication rule (system admins)", body=schemas.RuleCreate, response=schemas.Rule, status=201),
     Operation("DELETE", P + "/replication/rules/{rule_id}", replication.delete_rule, "Remove a replication rule (system admins)", status=204),
     Operation("GET", P + "/replication/events", replication.feed, "Pushes, tag moves and deletions a region's rules cover, after a cursor; waits for one when asked (replicators, admins)", response=schemas.FeedPage, query=replication.FEED),
+    Operation("GET", P + "/storage/locations", storage.list_locations, "Storage locations, nearest first for this replica, with the copies queued for each (system admins)", response=schemas.Location, many=True),
+    Operation("GET", P + "/storage/blobs/{digest}", storage.get_blob_placement, "Where a blob's bytes are, and where copies are queued (system admins)", response=schemas.BlobPlacement),
+    Operation("GET", P + "/storage/namespaces/{namespace}", storage.get_namespace_placement, "The storage locations a namespace's blobs must live in (system admins)", response=schemas.NamespacePlacement),
+    Operation("PUT", P + "/storage/namespaces/{namespace}", storage.set_namespace_placement, "Set a namespace's storage locations; the copies its blobs need are queued (system admins)", body=schemas.NamespacePlacementSet, response=schemas.NamespacePlacement),
+    Operation("POST", P + "/storage/backfill", storage.backfill, "Record where existing blobs are and queue the copies their namespaces need (system admins)", response=schemas.Backfill),
     Operation("POST", P + "/signing-keys", keys.rotate_signing_key, "Rotate the signing key, gently or (a leaked key) at once", body=schemas.KeyRotate, response=schemas.SigningKey, many=True, status=201),
 )  # fmt: skip
 

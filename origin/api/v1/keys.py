@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +34,7 @@ async def rotate_signing_key(
     people = request.app[PEOPLE]
     people.require_admin(caller, "key.rotate")
     keys = request.app[SIGNING_KEYS]
-    key = await asyncio.to_thread(keys.rotate, body.immediately)
+    key = await keys.rotate(body.immediately)
     request.app[VERIFIER].set_keys(keys.public_keys())
     people.record(caller, "key.rotate", detail={"kid": key.kid, "immediately": body.immediately})
     return json(_views(request), 201)

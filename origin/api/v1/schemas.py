@@ -258,3 +258,40 @@ class FeedEvent(Response):
 class FeedPage(Response):
     events: list[FeedEvent]
     cursor: int = Field(description="Pass as `after` for what comes next.")
+
+
+LocationName = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+]
+
+
+class Location(Response):
+    name: str
+    driver: str
+    region: str
+    pending: int = Field(description="Blob copies queued for this location")
+    nearest: int = Field(description="0 for the location this replica reads from first")
+
+
+class BlobPlacement(Response):
+    digest: str
+    size: int
+    locations: list[str] = Field(description="Where the blob's bytes are")
+    pending: list[str] = Field(description="Where copies are queued")
+
+
+class NamespacePlacement(Response):
+    namespace: str
+    locations: list[str]
+    chosen: bool = Field(description="False: the configured default locations apply")
+
+
+class NamespacePlacementSet(Request):
+    locations: list[LocationName] = Field(
+        max_length=64, description="Where the namespace's blobs must live; empty: the defaults"
+    )
+
+
+class Backfill(Response):
+    recorded: int = Field(description="Blobs found in locations that had no placement recorded")
+    queued: int = Field(description="Copies queued")

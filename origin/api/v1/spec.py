@@ -64,6 +64,12 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "repository": {"type": "string", "pattern": r"^[a-z0-9]+([._/-][a-z0-9]+)*$", "maxLength": 255},
     "token_id": {"type": "integer", "minimum": 0},
     "kind": {"type": "string", "enum": ["accounts", "teams"]},
+    "digest": {"type": "string", "pattern": r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$"},
+    "namespace": {
+        "type": "string",
+        "pattern": r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$",
+        "maxLength": 64,
+    },
 }
 _ACCOUNT_PATH = {"type": "string", "pattern": r"^[a-z0-9]+([._+-][a-z0-9]+)*$", "maxLength": 129}
 _PARAM = re.compile(r"{(\w+)}")
