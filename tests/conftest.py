@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from ocicore.web.accesslog import AccessLogger
 from origin.app import create_app
 from origin.config import OriginConfig
+from origin.locations import LocationConfig
 from tests.edges import Upstream, start_edge, start_origin
 from tests.postgres import PostgresServer
 from tests.process import OriginProcess
@@ -40,12 +41,22 @@ _ON_BOTH_DATABASES = (
 )
 
 
+# Modules whose tests run with the blobs on the filesystem and on S3 (moto's server).
+_ON_BOTH_STORAGES = ("test_blobs",)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if "database_kind" in metafunc.fixturenames:
-        module = metafunc.module.__name__.rsplit(".", 1)[-1]
         both = module in _ON_BOTH_DATABASES
-        kinds = ["sqlite", "postgresql"] if both else ["sqlite"]
-        metafunc.parametrize("database_kind", kinds)
+        metafunc.parametrize("database_kind", ["sqlite", "postgresql"] if both else ["sqlite"])
+    if "storage_kind" in metafunc.fixturenames and module in _ON_BOTH_STORAGES:
+        metafunc.parametrize("storage_kind", ["filesystem", "s3"])
+
+
+@pytest.fixture
+def storage_kind() -> str:
+    return "filesystem"  # modules not in _ON_BOTH_STORAGES
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +84,26 @@ def fresh_database(
 
 @pytest.fixture
 async def origin_config(
-    tmp_path: Path, fresh_database: Callable[[], Awaitable[str]]
+    tmp_path: Path,
+    fresh_database: Callable[[], Awaitable[str]],
+    storage_kind: str,
+    request: pytest.FixtureRequest,
 ) -> OriginConfig:
+    locations: tuple[LocationConfig, ...] = ()
+    if storage_kind == "s3":
+        moto: MotoServer = request.getfixturevalue("moto_server")
+        s3 = moto.config(await moto.new_bucket())
+        locations = (
+            LocationConfig(
+                name="s3",
+                driver="s3",
+                bucket=s3.bucket,
+                endpoint_url=s3.endpoint_url,
+                access_key_id=s3.access_key_id,
+                secret_access_key=s3.secret_access_key,
+                part_bytes=5 << 20,
+            ),
+        )
     # Cheap password hashing: the tests check behaviour, not argon2's cost.
     return OriginConfig(
         listen="127.0.0.1:0",
@@ -82,6 +111,7 @@ async def origin_config(
         argon2_time_cost=1,
         argon2_memory_kib=1024,
         database_url=await fresh_database(),
+        locations=locations,
     )
 
 

@@ -113,9 +113,20 @@ async def error_code(response: ClientResponse) -> str:
     return str(codes[0])
 
 
+def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What differs between two snapshots, by file and by table (empty: nothing)."""
+    found: dict[str, Any] = {}
+    for kind in ("files", "tables"):
+        for name in sorted(set(before[kind]) | set(after[kind])):
+            if before[kind].get(name) != after[kind].get(name):
+                found[f"{kind}:{name}"] = (before[kind].get(name), after[kind].get(name))
+    return found
+
+
 def snapshot(data_dir: Path) -> dict[str, Any]:
     """Everything the origin has stored: files with their sizes, and every table's rows but
-    the throttle's count of failed sign-ins (a refused attempt is meant to leave that)."""
+    the records of attempts, which a refused request is meant to leave: the audit trail
+    (written in the background, tested on its own) and the throttle's failed sign-ins."""
     files = {
         str(p.relative_to(data_dir)): p.stat().st_size
         for p in sorted(data_dir.rglob("*"))
@@ -124,7 +135,7 @@ def snapshot(data_dir: Path) -> dict[str, Any]:
     tables: dict[str, list[tuple[Any, ...]]] = {}
     with sqlite3.connect(data_dir / "metadata.db") as db:
         names = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
-        names = [name for name in names if name != "login_failures"]
+        names = [name for name in names if name not in ("audit_events", "login_failures")]
         for table in names:
             tables[table] = sorted(db.execute(f"select * from {table}"), key=repr)
     return {"files": files, "tables": tables}

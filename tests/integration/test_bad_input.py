@@ -20,6 +20,7 @@ from tests.support import (
     OCI_MANIFEST,
     Client,
     RawResponse,
+    changes,
     descriptor,
     index_of,
     make_image,
@@ -345,7 +346,7 @@ async def test_bad_input_is_refused_and_changes_nothing(
     assert response.status == status, response
     if code is not None:
         assert response.code() == code
-    assert snapshot(origin_config.data_dir) == before
+    assert changes(before, snapshot(origin_config.data_dir)) == {}
 
 
 def test_there_are_at_least_twenty_cases() -> None:
@@ -367,4 +368,4 @@ async def test_a_body_cut_short_stores_nothing(world: World, origin_config: Orig
     await asyncio.sleep(0.3)
     async with world.client.head(f"/v2/{NAME}/blobs/{sha256(data)}") as r:
         assert r.status == 404
-    assert snapshot(origin_config.data_dir) == before
+    assert changes(before, snapshot(origin_config.data_dir)) == {}

@@ -14,7 +14,11 @@ from aiohttp.pytest_plugin import AiohttpClient
 
 from origin.app import create_app
 from origin.config import OriginConfig
+from origin.locations import LocationConfig
+from tests.storage.moto import MotoServer
 from tests.support import Client, admin_auth, error_code, push_blob, sha256, token_for
+
+MiB = 1 << 20
 
 
 async def test_base_endpoint_announces_the_api_version(origin: Client) -> None:
@@ -240,3 +244,66 @@ async def test_a_client_leaving_mid_download_disturbs_no_one(
     ) as r:
         assert r.status == 206
         assert await r.read() == data[1000:2001000]
+
+
+async def test_a_large_blob_in_uneven_chunks_comes_back_whole(origin: Client) -> None:
+    """Chunks smaller and larger than an S3 part, a whole GET (streamed, not from memory) and
+    ranges across the chunks' seams."""
+    data = os.urandom(13 * MiB + 7)
+    async with origin.post("/v2/r/blobs/uploads/") as r:
+        location = r.headers["Location"]
+    offset = 0
+    for size in (1 * MiB, 7 * MiB, 3, 5 * MiB + 4):
+        chunk = data[offset : offset + size]
+        headers = {"Content-Range": f"{offset}-{offset + size - 1}"}
+        async with origin.patch(location, data=io.BytesIO(chunk), headers=headers) as r:
+            assert r.status == 202, await r.text()
+            location = r.headers["Location"]
+        offset += size
+    async with origin.put(location, params={"digest": sha256(data)}) as r:
+        assert r.status == 201, await r.text()
+    async with origin.get(f"/v2/r/blobs/{sha256(data)}") as r:
+        assert r.status == 200
+        assert r.content_length == len(data)
+        assert await r.read() == data
+    for start, end in ((MiB - 2, 8 * MiB + 2), (len(data) - 10, len(data) - 1)):
+        headers = {"Range": f"bytes={start}-{end}"}
+        async with origin.get(f"/v2/r/blobs/{sha256(data)}", headers=headers) as r:
+            assert r.status == 206
+            assert r.headers["Content-Range"] == f"bytes {start}-{end}/{len(data)}"
+            assert await r.read() == data[start : end + 1]
+
+
+async def test_blob_gets_can_be_sent_to_pre_signed_urls(
+    aiohttp_client: AiohttpClient, tmp_path: Path, moto_server: MotoServer
+) -> None:
+    """With ``presign`` on, a blob GET is a 307 to a pre-signed URL of the bucket, which any
+    HTTP client follows without credentials; HEAD and small blobs stay at the origin."""
+    s3 = moto_server.config(await moto_server.new_bucket())
+    location = LocationConfig(
+        name="s3",
+        driver="s3",
+        bucket=s3.bucket,
+        endpoint_url=s3.endpoint_url,
+        access_key_id=s3.access_key_id,
+        secret_access_key=s3.secret_access_key,
+        presign=True,
+    )
+    config = OriginConfig(listen="127.0.0.1:0", data_dir=tmp_path / "o", locations=(location,))
+    client = await aiohttp_client(create_app(config), middlewares=(admin_auth(tmp_path / "o"),))
+    data = os.urandom(MiB)
+    digest = await push_blob(client, "r", data)
+    async with client.get(f"/v2/r/blobs/{digest}", allow_redirects=False) as r:
+        assert r.status == 307
+        assert r.headers["Location"].startswith(s3.endpoint_url)
+        assert r.headers["Docker-Content-Digest"] == digest
+    async with client.get(f"/v2/r/blobs/{digest}") as r:  # followed, credentials dropped
+        assert r.status == 200
+        assert await r.read() == data
+    async with client.head(f"/v2/r/blobs/{digest}") as r:
+        assert r.status == 200
+        assert r.content_length == len(data)
+    small = await push_blob(client, "r", b"config")
+    async with client.get(f"/v2/r/blobs/{small}", allow_redirects=False) as r:
+        assert r.status == 200
+        assert await r.read() == b"config"
