@@ -78,6 +78,7 @@ import contextlib
 import datetime
 import gzip
 import hashlib
+import importlib
 import importlib.metadata
 import io
 import json
@@ -4058,20 +4059,21 @@ def swarm_main(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- --push mode
+# --------------------------------------------------------------------------- --push, --replicas
 
 
-def push_mode(args: argparse.Namespace) -> int:
-    """--push: its code is in bench/push.py, which imports this module's helpers as
-    ``bench.run``; run as a script, this module is ``__main__``, so it is registered under that
-    name too (one copy of it, not two)."""
+def module_mode(module: str, function: str, args: argparse.Namespace) -> int:
+    """A mode whose code is in ``bench/<module>.py`` (``--push``, ``--replicas``), which imports
+    this module's helpers as ``bench.run``; run as a script, this module is ``__main__``, so it
+    is registered under that name too (one copy of it, not two)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     if __name__ == "__main__":
         sys.modules.setdefault("bench.run", sys.modules[__name__])
-    from bench.push import push_main  # noqa: PLC0415 - only --push needs it
-
-    return push_main(args)
+    entry: Callable[[argparse.Namespace], int] = getattr(
+        importlib.import_module(f"bench.{module}"), function
+    )
+    return entry(args)
 
 
 # --------------------------------------------------------------------------- main
@@ -4187,6 +4189,12 @@ def main() -> int:
         "replication lag, each region's prefetch lag (writes bench/RESULTS-push.md)",
     )
     parser.add_argument(
+        "--replicas",
+        action="store_true",
+        help="instead: one origin replica on PostgreSQL vs on SQLite, two replicas vs one: "
+        "push, pull and manifest throughput (writes bench/RESULTS-replicas.md)",
+    )
+    parser.add_argument(
         "--keep-scratch", action="store_true", help="keep the scratch directory (data, logs)"
     )
     parser.add_argument(
@@ -4203,10 +4211,14 @@ def main() -> int:
         help="measure only these servers (repeatable; the table needs all three)",
     )
     args = parser.parse_args()
-    if args.auth + args.edge + args.gossip + args.swarm + args.push > 1:
-        parser.error("--auth, --edge, --gossip, --swarm and --push are separate runs")
-    if (args.auth or args.edge or args.gossip or args.swarm or args.push) and args.only:
-        parser.error("--only does not apply to --auth, --edge, --gossip, --swarm or --push")
+    if args.auth + args.edge + args.gossip + args.swarm + args.push + args.replicas > 1:
+        parser.error("--auth, --edge, --gossip, --swarm, --push and --replicas are separate runs")
+    if (
+        args.auth or args.edge or args.gossip or args.swarm or args.push or args.replicas
+    ) and args.only:
+        parser.error(
+            "--only does not apply to --auth, --edge, --gossip, --swarm, --push or --replicas"
+        )
     if args.output is None and not args.quick:
         name = (
             "RESULTS-auth.md"
@@ -4219,6 +4231,8 @@ def main() -> int:
             if args.swarm
             else "RESULTS-push.md"
             if args.push
+            else "RESULTS-replicas.md"
+            if args.replicas
             else "RESULTS.md"
         )
         args.output = ROOT / "bench" / name
@@ -4286,7 +4300,9 @@ def main() -> int:
     if args.swarm:
         return swarm_main(args)
     if args.push:
-        return push_mode(args)
+        return module_mode("push", "push_main", args)
+    if args.replicas:
+        return module_mode("replicas", "replicas_main", args)
     started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
     scratch = start_run(
         args, ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry")

@@ -218,9 +218,14 @@ async def _upload_reaper(app: web.Application) -> AsyncIterator[None]:
             _log.info("expired upload sessions", count=expired)
         await throttle.prune()
 
+    async def recount() -> None:
+        # Other replicas open and close sessions too: every replica reports the shared count.
+        uploads.in_progress.set(await app[META].count_uploads())
+
     interval = min(ttl / 4, 600.0)
     app[SINGLETONS]["upload_reaper"] = lambda: repeat(reap, interval, "upload-reaper", interval)
-    yield
+    async with running(upload_count=repeat(recount, 30, "upload-count", 30)):
+        yield
 
 
 async def jwks(request: web.Request) -> web.Response:
@@ -267,8 +272,10 @@ async def _placement(app: web.Application) -> AsyncIterator[None]:
     placements = Placements(app[META].engine, config.placement_defaults)
     app[PLACEMENTS] = placements
     copier = Copier(placements, locations, app[METRICS].registry, config.placement_copies)
-    if len(locations) > 1:
-        app[SINGLETONS]["placement_copier"] = copier.run
+    if len(locations) == 1:  # nothing to copy, nothing pending
+        yield
+        return
+    app[SINGLETONS]["placement_copier"] = copier.run
     async with running(placement_gauge=repeat(copier.count_pending, 5, "placement-gauge")):
         yield
 

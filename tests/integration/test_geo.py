@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.postgres import PostgresServer
@@ -183,6 +184,19 @@ async def test_backfill_places_what_was_there_before(
         await until(placed, 30)
         result = await admin_api(http, replicas, "POST", f"{eu.url}/api/v1/storage/backfill")
         assert result == {"recorded": 0, "queued": 0}  # nothing left to do
+        # A blob whose placement was never recorded (pushed before placements were kept):
+        # backfill finds it where it is.
+        legacy = await push(http, eu.url, replicas.admin(), "legacy/app", b"from before" * 50)
+        conn = await asyncpg.connect(replicas.database_url.replace("+asyncpg", ""))
+        try:
+            await conn.execute("DELETE FROM blob_placements WHERE digest = $1", legacy)
+        finally:
+            await conn.close()
+        url = f"{eu.url}/api/v1/storage/blobs/{legacy}"
+        assert (await admin_api(http, replicas, "GET", url))["locations"] == []  # type: ignore[index]
+        result = await admin_api(http, replicas, "POST", f"{eu.url}/api/v1/storage/backfill")
+        assert result == {"recorded": 1, "queued": 0}  # default_locations: eu, where it is
+        assert (await admin_api(http, replicas, "GET", url))["locations"] == ["eu"]  # type: ignore[index]
         async with http.put(
             f"{eu.url}/api/v1/storage/namespaces/old",
             json={"locations": ["mars"]},
