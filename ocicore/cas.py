@@ -163,13 +163,20 @@ class BlobStore:
         if hexdigest is not None:
             if hexdigest != digest.encoded:
                 raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
+            held = await self.driver.stat(blob_key(digest))
+            if held is not None:
+                # Published and verified before: content by digest is never replaced, so no
+                # later upload (however it was written) can change what others pull.
+                await self.driver.abort(upload_id)
+                return held
             return await self.driver.publish(upload_id, blob_key(digest))
         staged = STAGING + upload_id
         await self.driver.publish(upload_id, staged)
         try:
             if await self.hash_object(staged, digest) != digest.encoded:
                 raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
-            return await self.driver.move(staged, blob_key(digest))
+            held = await self.driver.stat(blob_key(digest))
+            return held if held is not None else await self.driver.move(staged, blob_key(digest))
         finally:
             await self.driver.delete(staged)
 

@@ -22,3 +22,9 @@ def validate_name(name: str) -> str:
 
 def is_tag(reference: str) -> bool:
     return _TAG.match(reference) is not None
+
+
+def validate_tag(tag: str) -> str:
+    if not is_tag(tag):
+        raise OCIError(ErrorCode.INVALID_REQUEST, f"invalid tag {tag[:80]!r}")
+    return tag

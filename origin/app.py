@@ -32,6 +32,7 @@ from ocicore.web.pushes import PUSHES, BlobPushes
 from ocicore.web.sendfile import SendfilePool
 from ocicore.web.serve import ON_DRAIN
 from origin import api
+from origin.admin.history import TimeMachine
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
 from origin.admin.repositories import Repositories
@@ -62,6 +63,7 @@ from origin.keys import (
     SENDFILE,
     SIGNING_KEYS,
     SINGLETONS,
+    TIME_MACHINE,
     TOKENS,
     TORRENTS,
     UPLOADS,
@@ -70,7 +72,8 @@ from origin.keys import (
 from origin.leader import Leadership
 from origin.locations import Locations
 from origin.metadata.access import AccessStore
-from origin.metadata.db import create_engine, migrate
+from origin.metadata.db import create_engine, create_lock_engine, migrate
+from origin.metadata.history import HistoryStore
 from origin.metadata.keys import TableVault
 from origin.metadata.placements import Placements
 from origin.metadata.store import MetadataStore
@@ -90,7 +93,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[LOCATIONS] = locations
     engine = create_engine(config.effective_database_url)
     await migrate(engine)
-    meta = MetadataStore(engine, config.placement_defaults if len(locations) > 1 else ())
+    locks = create_lock_engine(config.effective_database_url)
+    meta = MetadataStore(engine, config.placement_defaults if len(locations) > 1 else (), locks)
     blobs = BlobService(
         locations,
         meta,
@@ -124,6 +128,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     yield
     await torrents.close()
     await engine.dispose()
+    if locks is not None:
+        await locks.dispose()
     await locations.close()
 
 
@@ -184,6 +190,14 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
     app[PEOPLE] = People(accounts, app[AUDIT])
     app[ORGANIZATIONS] = Organizations(accounts, app[AUDIT])
     app[REPOSITORIES] = Repositories(accounts, app[AUDIT])
+    app[TIME_MACHINE] = TimeMachine(
+        accounts,
+        app[AUDIT],
+        app[META],
+        HistoryStore(app[META].engine),
+        app[MANIFESTS],
+        int(config.time_machine_days * 86400),
+    )
     yield
 
 
@@ -212,10 +226,19 @@ async def _upload_reaper(app: web.Application) -> AsyncIterator[None]:
     uploads, ttl = app[UPLOADS], app[CONFIG].upload_ttl_seconds
     throttle = app[TOKENS].throttle
 
+    locations = app[LOCATIONS]
+
     async def reap() -> None:
         expired = await uploads.expire(ttl)
         if expired:
             _log.info("expired upload sessions", count=expired)
+        # Uploads other replicas (other regions) opened, and copies a killed copier left.
+        others = [store for store in locations.stores.values() if store is not locations.primary]
+        live = await app[META].upload_ids() if others else set()
+        for store in others:
+            for upload_id in await store.stale_uploads(ttl):
+                if upload_id not in live:
+                    await store.abort_upload(upload_id)
         await throttle.prune()
 
     async def recount() -> None:
@@ -282,8 +305,9 @@ async def _placement(app: web.Application) -> AsyncIterator[None]:
 
 async def _leadership(app: web.Application) -> AsyncIterator[None]:
     """The singleton workers run on the one replica holding the lock (:mod:`origin.leader`)."""
+    meta = app[META]
     leadership = Leadership(
-        app[META].engine, app[METRICS].registry, app[CONFIG].leader_poll_seconds
+        meta.locks or meta.engine, app[METRICS].registry, app[CONFIG].leader_poll_seconds
     )
     app[LEADERSHIP] = leadership
     workers = app[SINGLETONS]

@@ -66,6 +66,9 @@ class OriginConfig(NodeSettings, ServerSettings):
     login_failures_per_address: int = 50
     login_failure_window_seconds: float = 300.0
     refresh_token_ttl_seconds: float = 30 * 24 * 3600.0
+    # How long a tag's past states stay restorable (and out of garbage collection's reach),
+    # unless its namespace sets its own (0 to 4 weeks).
+    time_machine_days: float = 14.0
     audit_retention_days: float = 400.0  # a year and a bit: long enough for yearly audits
     ldap: LdapConfig | None = None
     oidc: OidcConfig | None = None
@@ -110,6 +113,8 @@ class OriginConfig(NodeSettings, ServerSettings):
         unknown = set(self.default_locations) - set(names or ["local"])
         if unknown:
             raise ValueError(f"default_locations names no configured location: {sorted(unknown)}")
+        if not 0 <= self.time_machine_days <= 28:
+            raise ValueError("time_machine_days is 0 to 28 (four weeks)")
         if not self.auth_enabled and self.host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("auth_enabled = false is only allowed on a loopback address")
 

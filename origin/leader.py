@@ -1,8 +1,9 @@
 """One replica at a time runs the singleton workers (placement copier, upload reaper, audit
 retention, signing key rotation), elected through a PostgreSQL advisory lock.
 
-The lock is a session lock held on a connection of its own: when the replica dies, or loses
-its database connection, PostgreSQL releases it and the next replica polling for it (every
+The lock is a session lock held on a connection of its own (with short TCP keepalives, see
+:func:`origin.metadata.db.create_lock_engine`): when the replica dies, or loses its database
+connection, PostgreSQL releases it and the next replica polling for it (every
 ``poll_seconds``) takes over. The holder checks its connection as often, and stops its
 workers when the connection is gone. Every worker tolerates a short overlap (copies are
 verified and idempotent; expiries are idempotent deletes), which the gap between a lost
@@ -51,26 +52,37 @@ class Leadership:
 
     async def run(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` whenever this replica leads, until cancelled."""
-        if self.engine.dialect.name != "postgresql":
+        if self.engine.dialect.name == "sqlite":
             self._set(True)
             await work()
             return
         while True:
             try:
                 async with self.engine.connect() as conn:
-                    if await self._try_lock(conn):
-                        await self._lead(conn, work)
+                    # One connection for asking again and again (and for leading): a replica
+                    # waiting its turn costs the server no new session per poll.
+                    while not await self._try_lock(conn):  # noqa: ASYNC110 - polling the server
+                        await asyncio.sleep(self.poll_seconds)
+                    await self._lead(conn, work)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: try again soon
-                _log.warning("leader election failed", error=str(exc))
+                _log.warning("leader election failed", error=str(exc) or type(exc).__name__)
             self._set(False)
             await asyncio.sleep(self.poll_seconds)
 
     async def _try_lock(self, conn: AsyncConnection) -> bool:
-        result = await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key})
-        await conn.commit()  # the session lock outlives the transaction; nothing stays open
+        async with asyncio.timeout(self._patience):
+            result = await conn.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
+            )
+            await conn.commit()  # the session lock outlives the transaction; nothing stays open
         return bool(result.scalar())
+
+    @property
+    def _patience(self) -> float:
+        """How long the server may take to answer before it counts as gone."""
+        return max(5 * self.poll_seconds, 5.0)
 
     async def _lead(self, conn: AsyncConnection, work: Callable[[], Awaitable[None]]) -> None:
         self._set(True)
@@ -79,8 +91,11 @@ class Leadership:
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=self.poll_seconds)
-                await conn.execute(text("SELECT 1"))  # raises once the connection is gone
-                await conn.commit()
+                # Raises once the connection is gone; a server that stopped answering (a
+                # failover, a partition) counts as gone too: another replica may lead by now.
+                async with asyncio.timeout(self._patience):
+                    await conn.execute(text("SELECT 1"))
+                    await conn.commit()
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,12 +38,14 @@ class LocationConfig:
     endpoint_url: str = ""  # empty: AWS
     s3_region: str = "us-east-1"
     access_key_id: str = ""  # empty: the default credential chain (environment, instance role)
-    secret_access_key: str = ""
+    secret_access_key: str = field(default="", repr=False)
     part_bytes: int = 8 * MiB
     presign: bool = False  # blob GETs are redirected to pre-signed URLs (15 minutes)
 
     def __post_init__(self) -> None:
         check_upload_id(self.name)  # a plain word: it names metrics and rows
+        if len(self.name) > 64:
+            raise ValueError(f"location {self.name[:64]}...: a name has at most 64 characters")
         if self.driver not in ("filesystem", "s3"):
             raise ValueError(f"location {self.name}: driver must be filesystem or s3")
         if self.driver == "s3" and not self.bucket:

@@ -134,17 +134,18 @@ class Copier:
         _log.info("blob placed", digest=copy.digest, location=copy.location, source=source.name)
 
 
-async def find_blobs(locations: Locations, digests: set[str]) -> dict[str, list[str]]:
-    """Which locations hold each of ``digests`` (those found somewhere), by asking each."""
+async def find_blobs(locations: Locations, sizes: dict[str, int]) -> dict[str, list[str]]:
+    """Which locations hold each blob of ``sizes`` (digest: size), by asking each; an object
+    of another size (a copy cut short outside Wharf) does not count."""
     found: dict[str, list[str]] = {}
     limit = asyncio.Semaphore(16)
 
-    async def look(digest: str) -> None:
+    async def look(digest: str, size: int) -> None:
         parsed = Digest.parse(digest)
         async with limit:
             for name in locations:
-                if await locations.stores[name].size(parsed) is not None:
+                if await locations.stores[name].size(parsed) == size:
                     found.setdefault(digest, []).append(name)
 
-    await asyncio.gather(*(look(digest) for digest in digests))
+    await asyncio.gather(*(look(digest, size) for digest, size in sizes.items()))
     return found

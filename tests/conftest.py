@@ -36,6 +36,7 @@ _ON_BOTH_DATABASES = (
     "test_operations",
     "test_replication_feed",
     "test_revocation",
+    "test_time_machine",
     "test_tokens",
     "test_torrents",
 )

@@ -113,6 +113,7 @@ def add_commands(commands: Any) -> None:
         _keys,
         _replication,
         _storage,
+        _time_machine,
     ):
         add(commands)
 
@@ -406,3 +407,45 @@ def _storage(commands: Any) -> None:
         lambda a: Call("POST", "/storage/backfill"),
         "record where existing blobs are and queue the copies they need",
     )
+
+
+def _tag_path(a: Any, what: str) -> str:
+    return f"/repositories/{_repo(a.repository)}/-/tags/{_q(a.tag)}/{what}"
+
+
+def _time_machine(commands: Any) -> None:
+    tags = _group(commands, "tags", "the time machine: a tag's past states, and going back")
+    c = _command(tags, "history", lambda a: Call("GET", _tag_path(a, "history")), "its states")
+    c.add_argument("repository")
+    c.add_argument("tag")
+    c = _command(
+        tags,
+        "restore",
+        lambda a: Call("POST", _tag_path(a, "restore"), {"digest": a.digest}),
+        "point the tag back at a manifest it pointed at within the window",
+    )
+    c.add_argument("repository")
+    c.add_argument("tag")
+    c.add_argument("digest")
+    c = _command(
+        tags,
+        "expire",
+        lambda a: Call("DELETE", _tag_path(a, "history")),
+        "forget the tag's ended states now",
+    )
+    c.add_argument("repository")
+    c.add_argument("tag")
+    c = _command(
+        tags,
+        "window",
+        lambda a: Call(
+            "GET" if a.days is None and not a.default else "PUT",
+            f"/namespaces/{_q(a.namespace)}/time-machine",
+            None if a.days is None and not a.default else
+            {"seconds": None if a.default else int(a.days * 86400)},
+        ),
+        "show or set how long a namespace's tag states stay restorable",
+    )  # fmt: skip
+    c.add_argument("namespace")
+    c.add_argument("--days", type=float, help="0 to 28")
+    c.add_argument("--default", action="store_true", help="back to the origin's default")

@@ -93,7 +93,7 @@ class S3Config:
     endpoint_url: str = ""  # empty: AWS
     region: str = "us-east-1"
     access_key_id: str = ""  # empty (with the secret): the default credential chain
-    secret_access_key: str = ""
+    secret_access_key: str = field(default="", repr=False)
     part_bytes: int = 8 * MiB
     presign: bool = False  # presign() hands out pre-signed GET URLs
     addressing_style: str = "path"  # "path", "virtual" or "auto"

@@ -101,6 +101,16 @@ class Management:
                 caller, action, f"you do not manage {namespace.name!r}", namespace=namespace.name
             )
 
+    async def require_repository(
+        self, caller: Caller, repository: str, needed: str, action: str
+    ) -> None:
+        """Refuse (DENIED, audited) unless the caller may ``needed`` (pull, push) there."""
+        facts = await self.store.repository_facts(caller.actor.account_id, repository)
+        if needed not in allowed_actions(caller.actor, facts):
+            raise self.denied(
+                caller, action, f"you may not {needed} {repository!r}", repository=repository
+            )
+
     async def require_repository_admin(self, caller: Caller, repository: str, action: str) -> None:
         facts = await self.store.repository_facts(caller.actor.account_id, repository)
         if allowed_actions(caller.actor, facts) != ALL:

@@ -27,8 +27,11 @@ def _range(request: web.Request, size: int) -> tuple[int, int] | None:
     start, stop = wanted.start, wanted.stop
     if start is None and stop is None:
         return None
+    if request.headers["Range"].replace(" ", "") == "bytes=-0":  # a suffix of nothing
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     if start is not None and start < 0:  # a suffix: the last -start bytes
         start, stop = max(size + start, 0), size
+
     start = start or 0
     stop = size if stop is None else min(stop, size)
     if start >= size or start >= stop:
@@ -71,6 +74,8 @@ async def get(request: web.Request) -> web.StreamResponse:
         data = await request.app[BLOBS].small_content(info)
         if data is not None:
             return web.Response(body=data, headers=headers)
+    else:
+        _range(request, info.size)  # 416 for what no location can satisfy, the same everywhere
     path = info.store.local_path(digest)
     if path is not None:
         return BlobFileResponse(path, request.app[SENDFILE], headers=headers)

@@ -25,8 +25,11 @@ class Limits:
     window_seconds: float = 300.0
 
 
-def _subjects(account: str, address: str) -> tuple[str, str]:
-    return f"a:{account[:255]}", f"ip:{address[:64]}"
+def _subjects(account: str, address: str) -> tuple[str, ...]:
+    """What a failure counts against: the client's address, and the account when one was
+    named (a bad refresh token names none: it must not lock everyone's refreshes)."""
+    by_address = f"ip:{address[:64]}"
+    return (f"a:{account[:255]}", by_address) if account else (by_address,)
 
 
 class LoginThrottle:
@@ -38,20 +41,21 @@ class LoginThrottle:
         return datetime.now(UTC) - timedelta(seconds=self.limits.window_seconds)
 
     async def blocked(self, account: str, address: str) -> bool:
-        by_account, by_address = _subjects(account, address)
+        subjects = _subjects(account, address)
         query = (
             select(login_failures.c.subject, func.count())
             .where(
-                login_failures.c.subject.in_((by_account, by_address)),
+                login_failures.c.subject.in_(subjects),
                 login_failures.c.at > self._since(),
             )
             .group_by(login_failures.c.subject)
         )
         async with self.engine.connect() as conn:
             counts = {str(row[0]): int(row[1]) for row in (await conn.execute(query)).all()}
-        return (
-            counts.get(by_account, 0) >= self.limits.per_account
-            or counts.get(by_address, 0) >= self.limits.per_address
+        return any(
+            counts.get(subject, 0)
+            >= (self.limits.per_address if subject.startswith("ip:") else self.limits.per_account)
+            for subject in subjects
         )
 
     async def failed(self, account: str, address: str) -> None:

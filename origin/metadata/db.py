@@ -9,11 +9,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from ocicore.sqlite import create_engine
 
-__all__ = ["create_engine", "migrate", "upsert"]
+__all__ = ["create_engine", "create_lock_engine", "migrate", "upsert"]
 
 MIGRATION_LOCK = 0x57484152  # "WHAR": replicas starting together migrate one at a time
 
@@ -44,3 +45,22 @@ def upsert(conn: AsyncConnection, table: Table) -> Any:
     """An INSERT with ``on_conflict_do_*`` in the connection's dialect."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+def create_lock_engine(url: str) -> AsyncEngine | None:
+    """PostgreSQL connections for session advisory locks (the leader's, an upload writer's):
+    a connection of their own each (never from the pool the requests share, which a lock held
+    for a long upload would drain), closed with the lock, and with TCP keepalives short enough
+    that the server drops a vanished holder's locks within seconds. None for SQLite (one
+    process: nothing to lock against)."""
+    if not url.startswith("postgresql"):
+        return None
+    keepalives = {
+        "tcp_keepalives_idle": "5",
+        "tcp_keepalives_interval": "2",
+        "tcp_keepalives_count": "3",
+        "application_name": "wharf-locks",
+    }
+    return create_async_engine(
+        url, poolclass=NullPool, connect_args={"server_settings": keepalives}
+    )

@@ -296,3 +296,28 @@ login_failures = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_login_failures_subject", "subject", "at"),
 )
+
+# The time machine: every tag's states with their lifetimes. A row is open (``ended_at`` NULL)
+# while the tag points at its manifest; a move or a deletion ends it and (a move) opens the
+# next. Ended rows inside their namespace's window can be restored.
+tag_history = Table(
+    "tag_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("tag", String(128), nullable=False),
+    Column("manifest_digest", DIGEST, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Index("ix_tag_history_tag", "repository_id", "tag", "started_at"),
+)
+
+# Settings of a namespace (the first component of its repositories' names).
+namespace_settings = Table(
+    "namespace_settings",
+    metadata,
+    Column("namespace", NAME, primary_key=True),
+    Column("time_machine_seconds", Integer, nullable=True),  # None: the origin's default
+)

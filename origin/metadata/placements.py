@@ -190,12 +190,13 @@ class Placements:
                         await record(conn, digest, location)
             return await self._enqueue_for(conn, None)
 
-    async def unplaced(self) -> list[str]:
-        """Blobs no location is recorded for (pushed before placements were kept)."""
-        query = select(blobs.c.digest).where(
+    async def unplaced(self) -> dict[str, int]:
+        """Blobs no location is recorded for (pushed before placements were kept), with
+        their sizes."""
+        query = select(blobs.c.digest, blobs.c.size).where(
             ~select(blob_placements.c.digest)
             .where(blob_placements.c.digest == blobs.c.digest)
             .exists()
         )
         async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).scalars())
+            return {str(row[0]): int(row[1]) for row in (await conn.execute(query)).all()}

@@ -28,6 +28,7 @@ from origin.metadata.models import (
     manifests,
     repositories,
     repository_blobs,
+    tag_history,
     tags,
     uploads,
 )
@@ -56,10 +57,17 @@ UPLOAD_LOCKS = 0x57485550  # "WHUP": the advisory lock space of upload sessions
 
 
 class MetadataStore:
-    def __init__(self, engine: AsyncEngine, placement_defaults: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        placement_defaults: Sequence[str] = (),
+        locks: AsyncEngine | None = None,
+    ) -> None:
         """``placement_defaults``: the storage locations a blob must reach unless its namespace
-        says otherwise (empty: one location, nothing to copy)."""
+        says otherwise (empty: one location, nothing to copy); ``locks``: where upload
+        sessions are locked across replicas (None: one process)."""
         self.engine = engine
+        self.locks = locks
         self.placement_defaults = tuple(placement_defaults)
 
     async def ping(self) -> None:
@@ -179,13 +187,14 @@ class MetadataStore:
     @asynccontextmanager
     async def exclusive(self, upload_id: str) -> AsyncIterator[None]:
         """Across replicas, one writer per upload session: a PostgreSQL session advisory lock
-        on a connection held meanwhile (released with the connection if the replica dies).
-        SQLite has one process, whose own lock suffices."""
-        if self.engine.dialect.name != "postgresql":
+        on a connection of its own (:func:`create_lock_engine`), released with it if the
+        replica dies. SQLite has one process, whose own lock suffices. (Not through a pooler
+        in transaction mode, such as PgBouncer's: session locks need the session.)"""
+        if self.locks is None:
             yield
             return
         key = {"space": UPLOAD_LOCKS, "id": upload_id}
-        async with self.engine.connect() as conn:
+        async with self.locks.connect() as conn:
             taken = await conn.scalar(
                 text("SELECT pg_try_advisory_lock(:space, hashtext(:id))"), key
             )
@@ -281,21 +290,54 @@ class MetadataStore:
                     )
                 ).scalar_one_or_none()
             )
+            if tag is not None:
+                # The tag's row is locked from here to the commit, so concurrent pushes of
+                # one tag write their events in the order they move it: the feed's last word
+                # on a tag is where the tag points.
+                await self._point(conn, repo_id, tag, digest, moved)
             if existing is None or moved:
                 await conn.execute(
                     insert(events).values(
                         repository=name, kind="push", digest=digest, tag=tag, at=_now()
                     )
                 )
-            if tag is not None:
-                await conn.execute(
-                    upsert(conn, tags)
-                    .values(repository_id=repo_id, name=tag, manifest_digest=digest)
-                    .on_conflict_do_update(
-                        index_elements=["repository_id", "name"],
-                        set_={"manifest_digest": digest, "updated_at": func.now()},
-                    )
+
+    async def _point(
+        self, conn: AsyncConnection, repo_id: int, tag: str, digest: str, moved: bool
+    ) -> None:
+        """Point ``tag`` at ``digest``; when that moves it (or creates it), its history's open
+        state ends and a new one starts."""
+        now = _now()
+        await conn.execute(
+            upsert(conn, tags)
+            .values(repository_id=repo_id, name=tag, manifest_digest=digest, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=["repository_id", "name"],
+                set_={"manifest_digest": digest, "updated_at": now},
+            )
+        )
+        if moved:
+            await self._end_history(conn, repo_id, [tag], now)
+            await conn.execute(
+                insert(tag_history).values(
+                    repository_id=repo_id, tag=tag, manifest_digest=digest, started_at=now
                 )
+            )
+
+    @staticmethod
+    async def _end_history(
+        conn: AsyncConnection, repo_id: int, names: Sequence[str], now: datetime
+    ) -> None:
+        if names:
+            await conn.execute(
+                update(tag_history)
+                .where(
+                    tag_history.c.repository_id == repo_id,
+                    tag_history.c.tag.in_(names),
+                    tag_history.c.ended_at.is_(None),
+                )
+                .values(ended_at=now)
+            )
 
     async def _insert_manifest(
         self, conn: AsyncConnection, repo_id: int, manifest: Manifest
@@ -353,13 +395,16 @@ class MetadataStore:
             repo_id = await self._repo_id(conn, name)
             if repo_id is None:
                 return False
-            untagged = (
-                await conn.execute(
-                    select(tags.c.name).where(
-                        tags.c.repository_id == repo_id, tags.c.manifest_digest == digest
+            untagged = list(
+                (
+                    await conn.execute(
+                        select(tags.c.name).where(
+                            tags.c.repository_id == repo_id, tags.c.manifest_digest == digest
+                        )
                     )
-                )
-            ).scalars()
+                ).scalars()
+            )
+            await self._end_history(conn, repo_id, untagged, _now())
             feed = [
                 {"repository": name, "kind": "untag", "digest": digest, "tag": t} for t in untagged
             ]
@@ -386,6 +431,45 @@ class MetadataStore:
                 await conn.execute(insert(events), feed)
             return result.rowcount > 0
 
+    async def restore_tag(
+        self, name: str, tag: str, digest: str, since: datetime
+    ) -> tuple[str | None, bool]:
+        """Point ``tag`` back at ``digest``, a manifest it pointed at after ``since`` (the
+        namespace's time machine window) that the repository still holds; its previous digest
+        (None: the tag was deleted) and whether the restore could be made."""
+        async with self.engine.begin() as conn:
+            repo_id = await self._repo_id(conn, name)
+            if repo_id is None:
+                return None, False
+            held = await conn.scalar(
+                select(manifests.c.id).where(
+                    manifests.c.repository_id == repo_id, manifests.c.digest == digest
+                )
+            )
+            known = await conn.scalar(
+                select(func.count()).where(
+                    tag_history.c.repository_id == repo_id,
+                    tag_history.c.tag == tag,
+                    tag_history.c.manifest_digest == digest,
+                    (tag_history.c.ended_at.is_(None)) | (tag_history.c.ended_at >= since),
+                )
+            )
+            if held is None or not known:
+                return None, False
+            previous = await conn.scalar(
+                select(tags.c.manifest_digest).where(
+                    tags.c.repository_id == repo_id, tags.c.name == tag
+                )
+            )
+            if previous != digest:
+                await self._point(conn, repo_id, tag, digest, moved=True)
+                await conn.execute(
+                    insert(events).values(
+                        repository=name, kind="push", digest=digest, tag=tag, at=_now()
+                    )
+                )
+            return previous, True
+
     async def delete_tag(self, name: str, tag: str) -> bool:
         async with self.engine.begin() as conn:
             repo_id = await self._repo_id(conn, name)
@@ -403,6 +487,7 @@ class MetadataStore:
             await conn.execute(
                 delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag)
             )
+            await self._end_history(conn, repo_id, [tag], _now())
             await conn.execute(
                 insert(events).values(
                     repository=name, kind="untag", digest=digest, tag=tag, at=_now()

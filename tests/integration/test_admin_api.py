@@ -337,6 +337,23 @@ async def test_refresh_tokens_stand_in_for_the_password(origin: Client, root: Au
         assert r.status == 401
 
 
+async def test_bad_refresh_tokens_lock_out_no_one_else(origin: Client, root: Auth) -> None:
+    """Refresh failures count against the client's address only: a stream of bad refresh
+    tokens (more than an account's limit) does not stop a good one."""
+    await call(origin, "POST", "/users", root, {"name": "fay", "password": PASSWORD}, expect=201)
+    form = {"grant_type": "password", "username": "fay", "password": PASSWORD,
+            "client_id": "docker", "access_type": "offline", "service": "wharf"}  # fmt: skip
+    async with origin.post("/auth/token", data=form, middlewares=()) as r:
+        refresh = (await r.json())["refresh_token"]
+    bad = {"grant_type": "refresh_token", "refresh_token": "wharf_rt_1_nope", "client_id": "c"}
+    for _ in range(12):  # past login_failures_per_account (10)
+        async with origin.post("/auth/token", data=bad, middlewares=()) as r:
+            assert r.status == 401
+    good = {**bad, "refresh_token": refresh}
+    async with origin.post("/auth/token", data=good, middlewares=()) as r:
+        assert r.status == 200, await r.text()
+
+
 async def test_nobody_locks_themselves_out(origin: Client, root: Auth) -> None:
     await call(origin, "PATCH", "/users/admin", root, {"disabled": True}, expect=403)
     await call(origin, "PATCH", "/users/admin", root, {"admin": False}, expect=403)

@@ -51,6 +51,8 @@ async def test_ranges_are_served_partially_and_refused_when_unsatisfiable(origin
     async with origin.get(f"/v2/r/blobs/{digest}", headers={"Range": "bytes=4990-"}) as r:
         assert r.status == 206
         assert await r.read() == data[4990:]
+    async with origin.get(f"/v2/r/blobs/{digest}", headers={"Range": "bytes=-0"}) as r:
+        assert r.status == 416  # a suffix of nothing (RFC 9110 14.1.2)
     async with origin.get(f"/v2/r/blobs/{digest}", headers={"Range": "bytes=6000-7000"}) as r:
         assert r.status == 416
         assert r.headers["Content-Range"] == "bytes */5000"

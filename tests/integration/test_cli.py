@@ -8,7 +8,10 @@ import os
 import sys
 from typing import Any
 
+import aiohttp
+
 from tests.process import OriginProcess
+from tests.support import make_image, push_image, registry_auth, sha256
 
 
 async def wharf(
@@ -112,3 +115,30 @@ async def test_an_operator_manages_replication_rules(origin_process: OriginProce
     assert (code, "400" in err) == (1, True)
     await ok(o, "replication", "remove", str(rule["id"]))
     assert await ok(o, "replication", "list") == []
+
+
+async def test_an_operator_goes_back_in_time_and_places_a_namespace(
+    origin_process: OriginProcess,
+) -> None:
+    o = origin_process
+    password = (o.data_dir / "admin-password").read_text().strip()
+    async with aiohttp.ClientSession(
+        base_url=o.url, middlewares=(registry_auth("admin", lambda: password),)
+    ) as http:
+        first, second = make_image("first"), make_image("second")
+        await push_image(http, "ops/app", "prod", first)
+        await push_image(http, "ops/app", "prod", second)
+    history = await ok(o, "tags", "history", "ops/app", "prod")
+    assert [s["digest"] for s in history["states"]] == [second.digest, first.digest]
+    restored = await ok(o, "tags", "restore", "ops/app", "prod", first.digest)
+    assert restored["previous"] == second.digest
+    await ok(o, "orgs", "create", "ops")
+    assert (await ok(o, "tags", "window", "ops", "--days", "3"))["seconds"] == 3 * 86400
+    assert (await ok(o, "tags", "window", "ops"))["seconds"] == 3 * 86400
+    assert (await ok(o, "tags", "expire", "ops/app", "prod"))["forgotten"] == 2
+    (location,) = await ok(o, "storage", "locations")
+    assert location == {"name": "local", "driver": "filesystem", "region": "", "pending": 0,
+                        "nearest": 0}  # fmt: skip
+    placed = await ok(o, "storage", "blob", sha256(first.config))
+    assert placed["locations"] == ["local"]
+    assert (await ok(o, "storage", "backfill")) == {"recorded": 0, "queued": 0}

@@ -210,7 +210,8 @@ async def test_killing_the_leader_hands_the_singleton_workers_to_the_other(
         assert time.monotonic() - killed < 10, "the survivor did not take over"
         await asyncio.sleep(0.1)
     handover = time.monotonic() - killed
-    assert handover < 10  # "within seconds"; measured: see the closing note
+    assert handover < 10  # "within seconds"
+    print(f"leader handover: {handover:.2f} s")  # shown with -s; about leader_poll_seconds
     # The survivor serves on, with its reaper, rotation and copier running.
     async with aiohttp.ClientSession() as http, http.get(f"{other.url}/readyz") as r:
         assert r.status == 200

@@ -295,3 +295,43 @@ class NamespacePlacementSet(Request):
 class Backfill(Response):
     recorded: int = Field(description="Blobs found in locations that had no placement recorded")
     queued: int = Field(description="Copies queued")
+
+
+class TagState(Response):
+    digest: str
+    started_at: Time
+    ended_at: Time | None = Field(description="None: the tag points here now")
+    restorable: bool = Field(description="Inside the window, and the manifest is still held")
+
+
+class TagHistory(Response):
+    repository: str
+    tag: str
+    window_start: Time = Field(description="States that ended before this are out of reach")
+    states: list[TagState] = Field(description="Newest first")
+
+
+class TagRestore(Request):
+    digest: Annotated[str, Field(pattern=r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$")]
+
+
+class TagRestored(Response):
+    repository: str
+    tag: str
+    digest: str
+    previous: str | None = Field(description="What the tag pointed at before (None: nothing)")
+
+
+class HistoryExpired(Response):
+    forgotten: int = Field(description="Ended states forgotten")
+
+
+class TimeMachineWindow(Response):
+    namespace: str
+    seconds: int = Field(description="How long a tag's ended states stay restorable")
+
+
+class TimeMachineSet(Request):
+    seconds: int | None = Field(
+        ge=0, le=28 * 86400, description="0 to 4 weeks; null: the origin's default"
+    )

@@ -93,8 +93,7 @@ async def backfill(request: web.Request, caller: Caller, _: Any) -> web.Response
     people = request.app[PEOPLE]
     people.require_admin(caller, "storage.backfill")
     placements = request.app[PLACEMENTS]
-    unplaced = set(await placements.unplaced())
-    present = await find_blobs(request.app[LOCATIONS], unplaced)
+    present = await find_blobs(request.app[LOCATIONS], await placements.unplaced())
     queued = await placements.backfill(present)
     recorded = len(present)
     people.record(caller, "storage.backfill", detail={"recorded": recorded, "queued": queued})

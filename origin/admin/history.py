@@ -1,0 +1,105 @@
+"""The time machine: a tag's past states, restoring one, forgetting them early, and each
+namespace's window (how long ended states stay restorable, and out of garbage collection's
+reach)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ocicore.digest import Digest
+from ocicore.errors import ErrorCode, OCIError
+from ocicore.names import validate_name, validate_tag
+from origin.admin.base import Caller, Management
+from origin.audit import AuditLog
+from origin.auth.accounts import AccountService
+from origin.metadata.history import HistoryStore, TagState
+from origin.metadata.placements import namespace_of
+from origin.metadata.store import MetadataStore
+from origin.registry.manifests import ManifestService
+
+MAX_WINDOW_SECONDS = 28 * 86400  # four weeks
+
+
+class TimeMachine(Management):
+    def __init__(
+        self,
+        accounts: AccountService,
+        audit: AuditLog,
+        meta: MetadataStore,
+        history: HistoryStore,
+        manifests: ManifestService,
+        default_seconds: int,
+    ) -> None:
+        super().__init__(accounts, audit)
+        self.meta = meta
+        self.history = history
+        self.manifests = manifests
+        self.default_seconds = default_seconds
+
+    async def window(self, namespace: str) -> int:
+        own = await self.history.window(namespace)
+        return self.default_seconds if own is None else own
+
+    async def states(
+        self, caller: Caller, repository: str, tag: str, limit: int = 100
+    ) -> tuple[list[TagState], datetime]:
+        """The tag's states, newest first, and the moment before which ended ones are out of
+        reach (the window's start)."""
+        validate_name(repository)
+        validate_tag(tag)
+        await self.require_repository(caller, repository, "pull", "tag.history")
+        found = await self.history.states(repository, tag, limit)
+        if found is None:
+            raise OCIError(ErrorCode.NAME_UNKNOWN, repository)
+        since = datetime.now(UTC) - timedelta(seconds=await self.window(namespace_of(repository)))
+        return found, since
+
+    async def restore(
+        self, caller: Caller, repository: str, tag: str, digest: Digest
+    ) -> str | None:
+        """Point ``tag`` back at ``digest``; the digest it pointed at before (None: none)."""
+        validate_name(repository)
+        validate_tag(tag)
+        await self.require_repository(caller, repository, "push", "tag.restore")
+        since = datetime.now(UTC) - timedelta(seconds=await self.window(namespace_of(repository)))
+        previous, done = await self.meta.restore_tag(repository, tag, str(digest), since)
+        if not done:
+            raise OCIError(
+                ErrorCode.MANIFEST_UNKNOWN,
+                f"{repository}:{tag} did not point at {digest} within the time machine's window"
+                " (or the manifest is gone)",
+            )
+        self.manifests.cache.drop((repository, tag))
+        self.record(
+            caller,
+            "tag.restore",
+            repository=repository,
+            detail={"tag": tag, "digest": str(digest), "previous": previous},
+        )
+        return previous
+
+    async def expire(self, caller: Caller, repository: str, tag: str | None) -> int:
+        """Forget the ended states of a tag (every tag: None) now, before their window ends."""
+        validate_name(repository)
+        if tag is not None:
+            validate_tag(tag)
+        await self.require_repository_admin(caller, repository, "history.expire")
+        forgotten = await self.history.expire(repository, tag, datetime.now(UTC))
+        self.record(
+            caller,
+            "history.expire",
+            repository=repository,
+            detail={"tag": tag, "forgotten": forgotten},
+        )
+        return forgotten
+
+    async def set_window(self, caller: Caller, namespace: str, seconds: int | None) -> int:
+        """Set a namespace's window (None: the origin's default); the window now in force."""
+        account = await self.namespace(namespace)
+        await self.require_manager(caller, account, "namespace.time_machine")
+        if seconds is not None and not 0 <= seconds <= MAX_WINDOW_SECONDS:
+            raise OCIError(ErrorCode.INVALID_REQUEST, "the window is 0 to 4 weeks")
+        await self.history.set_window(namespace, seconds)
+        self.record(caller, "namespace.time_machine", detail={"namespace": namespace,
+                                                               "seconds": seconds})  # fmt: skip
+        return await self.window(namespace)

@@ -1,0 +1,71 @@
+"""Handlers: the time machine (a tag's history, restoring, expiring) and its window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ocicore.digest import Digest
+from origin.admin.base import Caller
+from origin.api.v1 import schemas
+from origin.api.v1.spec import json
+from origin.keys import TIME_MACHINE
+
+
+async def tag_history(request: web.Request, caller: Caller, _: Any) -> web.Response:
+    info = request.match_info
+    states, since = await request.app[TIME_MACHINE].states(caller, info["repository"], info["tag"])
+    return json(
+        schemas.TagHistory(
+            repository=info["repository"],
+            tag=info["tag"],
+            window_start=since,
+            states=[
+                schemas.TagState(
+                    digest=s.digest,
+                    started_at=s.started_at,
+                    ended_at=s.ended_at,
+                    restorable=s.held and (s.ended_at is None or s.ended_at >= since),
+                )
+                for s in states
+            ],
+        )
+    )
+
+
+async def restore_tag(
+    request: web.Request, caller: Caller, body: schemas.TagRestore
+) -> web.Response:
+    info = request.match_info
+    previous = await request.app[TIME_MACHINE].restore(
+        caller, info["repository"], info["tag"], Digest.parse(body.digest)
+    )
+    return json(
+        schemas.TagRestored(
+            repository=info["repository"], tag=info["tag"], digest=body.digest, previous=previous
+        )
+    )
+
+
+async def expire_history(request: web.Request, caller: Caller, _: Any) -> web.Response:
+    info = request.match_info
+    forgotten = await request.app[TIME_MACHINE].expire(caller, info["repository"], info["tag"])
+    return json(schemas.HistoryExpired(forgotten=forgotten))
+
+
+async def get_window(request: web.Request, caller: Caller, _: Any) -> web.Response:
+    namespace = request.match_info["namespace"]
+    machine = request.app[TIME_MACHINE]
+    await machine.require_manager(caller, await machine.namespace(namespace), "namespace.read")
+    return json(
+        schemas.TimeMachineWindow(namespace=namespace, seconds=await machine.window(namespace))
+    )
+
+
+async def set_window(
+    request: web.Request, caller: Caller, body: schemas.TimeMachineSet
+) -> web.Response:
+    namespace = request.match_info["namespace"]
+    seconds = await request.app[TIME_MACHINE].set_window(caller, namespace, body.seconds)
+    return json(schemas.TimeMachineWindow(namespace=namespace, seconds=seconds))
