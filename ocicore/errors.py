@@ -57,15 +57,19 @@ class OCIError(Exception):
         *,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        message: str | None = None,
     ) -> None:
+        """``message``: what clients print (skopeo, podman show it), when the code's own
+        words do not say enough."""
         super().__init__(f"{code.name}: {detail}" if detail is not None else code.name)
         self.code = code
+        self.message = message or code.message
         self.detail = detail
         self.status = status if status is not None else code.status
         self.headers = headers or {}
 
     def body(self) -> bytes:
-        entry: dict[str, Any] = {"code": self.code.name, "message": self.code.message}
+        entry: dict[str, Any] = {"code": self.code.name, "message": self.message}
         if self.detail is not None:
             entry["detail"] = self.detail
         return json.dumps({"errors": [entry]}).encode()

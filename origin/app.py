@@ -32,7 +32,7 @@ from ocicore.web.pushes import PUSHES, BlobPushes
 from ocicore.web.sendfile import SendfilePool
 from ocicore.web.serve import ON_DRAIN
 from origin import api
-from origin.admin.history import TimeMachine
+from origin.admin.history import TagRules, TimeMachine
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
 from origin.admin.repositories import Repositories
@@ -63,6 +63,7 @@ from origin.keys import (
     SENDFILE,
     SIGNING_KEYS,
     SINGLETONS,
+    TAG_RULES,
     TIME_MACHINE,
     TOKENS,
     TORRENTS,
@@ -74,6 +75,7 @@ from origin.locations import Locations
 from origin.metadata.access import AccessStore
 from origin.metadata.db import create_engine, create_lock_engine, migrate
 from origin.metadata.history import HistoryStore
+from origin.metadata.immutable import ImmutableRules
 from origin.metadata.keys import TableVault
 from origin.metadata.placements import Placements
 from origin.metadata.store import MetadataStore
@@ -198,6 +200,7 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         app[MANIFESTS],
         int(config.time_machine_days * 86400),
     )
+    app[TAG_RULES] = TagRules(accounts, app[AUDIT], ImmutableRules(app[META].engine))
     yield
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.uploads import UploadService
 from ocicore.web.sendfile import SendfilePool
-from origin.admin.history import TimeMachine
+from origin.admin.history import TagRules, TimeMachine
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
 from origin.admin.repositories import Repositories
@@ -50,3 +50,4 @@ PLACEMENTS = web.AppKey("placements", Placements)
 # The workers only the leading replica runs, by name (each a coroutine function).
 SINGLETONS = web.AppKey("singletons", dict[str, Callable[[], Coroutine[Any, Any, None]]])
 TIME_MACHINE = web.AppKey("time_machine", TimeMachine)
+TAG_RULES = web.AppKey("tag_rules", TagRules)

@@ -448,4 +448,34 @@ def _time_machine(commands: Any) -> None:
     )  # fmt: skip
     c.add_argument("namespace")
     c.add_argument("--days", type=float, help="0 to 28")
+
+    rules = _group(commands, "immutable", "tags created once, never moved or deleted")
+    c = _command(
+        rules,
+        "list",
+        lambda a: Call("GET", f"/namespaces/{_q(a.namespace)}/immutable-tags"),
+        "a namespace's rules",
+    )
+    c.add_argument("namespace")
+    c = _command(
+        rules,
+        "add",
+        lambda a: Call(
+            "POST",
+            f"/namespaces/{_q(a.namespace)}/immutable-tags",
+            {"pattern": a.pattern, **({"repository": a.repository} if a.repository else {})},
+        ),
+        "protect the tags matching a glob (v*, release-*)",
+    )
+    c.add_argument("namespace")
+    c.add_argument("pattern")
+    c.add_argument("--repository", help="one repository of the namespace (default: all)")
+    c = _command(
+        rules,
+        "remove",
+        lambda a: Call("DELETE", f"/namespaces/{_q(a.namespace)}/immutable-tags/{a.id}"),
+        "remove a rule",
+    )
+    c.add_argument("namespace")
+    c.add_argument("id", type=int)
     c.add_argument("--default", action="store_true", help="back to the origin's default")

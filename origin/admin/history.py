@@ -1,6 +1,6 @@
 """The time machine: a tag's past states, restoring one, forgetting them early, and each
 namespace's window (how long ended states stay restorable, and out of garbage collection's
-reach)."""
+reach); and the rules that make tags immutable."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from origin.admin.base import Caller, Management
 from origin.audit import AuditLog
 from origin.auth.accounts import AccountService
 from origin.metadata.history import HistoryStore, TagState
+from origin.metadata.immutable import ImmutableRule, ImmutableRules
 from origin.metadata.placements import namespace_of
-from origin.metadata.store import MetadataStore
-from origin.registry.manifests import ManifestService
+from origin.metadata.store import MetadataStore, TagImmutable
+from origin.registry.manifests import ManifestService, immutable
 
 MAX_WINDOW_SECONDS = 28 * 86400  # four weeks
 
@@ -62,7 +63,10 @@ class TimeMachine(Management):
         validate_tag(tag)
         await self.require_repository(caller, repository, "push", "tag.restore")
         since = datetime.now(UTC) - timedelta(seconds=await self.window(namespace_of(repository)))
-        previous, done = await self.meta.restore_tag(repository, tag, str(digest), since)
+        try:
+            previous, done = await self.meta.restore_tag(repository, tag, str(digest), since)
+        except TagImmutable as error:
+            raise immutable(error) from None
         if not done:
             raise OCIError(
                 ErrorCode.MANIFEST_UNKNOWN,
@@ -103,3 +107,35 @@ class TimeMachine(Management):
         self.record(caller, "namespace.time_machine", detail={"namespace": namespace,
                                                                "seconds": seconds})  # fmt: skip
         return await self.window(namespace)
+
+
+class TagRules(Management):
+    """Who may protect which tags: the namespace's managers."""
+
+    def __init__(self, accounts: AccountService, audit: AuditLog, rules: ImmutableRules) -> None:
+        super().__init__(accounts, audit)
+        self.rules = rules
+
+    async def of(self, caller: Caller, namespace: str) -> list[ImmutableRule]:
+        await self.require_manager(caller, await self.namespace(namespace), "immutable.list")
+        return await self.rules.of(namespace)
+
+    async def add(
+        self, caller: Caller, namespace: str, pattern: str, repository: str | None
+    ) -> ImmutableRule:
+        await self.require_manager(caller, await self.namespace(namespace), "immutable.add")
+        if repository is not None:
+            validate_name(repository)
+            if namespace_of(repository) != namespace:
+                raise OCIError(ErrorCode.INVALID_REQUEST, f"{repository} is not in {namespace}")
+        rule_id = await self.rules.add(namespace, repository, pattern, caller.name)
+        self.record(caller, "immutable.add", repository=repository,
+                    detail={"namespace": namespace, "pattern": pattern, "id": rule_id})  # fmt: skip
+        (rule,) = [r for r in await self.rules.of(namespace) if r.id == rule_id]
+        return rule
+
+    async def remove(self, caller: Caller, namespace: str, rule_id: int) -> None:
+        await self.require_manager(caller, await self.namespace(namespace), "immutable.remove")
+        if not await self.rules.remove(namespace, rule_id):
+            raise OCIError(ErrorCode.NOT_FOUND, "no such rule")
+        self.record(caller, "immutable.remove", detail={"namespace": namespace, "id": rule_id})

@@ -321,3 +321,17 @@ namespace_settings = Table(
     Column("namespace", NAME, primary_key=True),
     Column("time_machine_seconds", Integer, nullable=True),  # None: the origin's default
 )
+
+# Tags that may be created but never moved or deleted: a glob over tag names, for one
+# repository of a namespace or (repository NULL) all of them.
+immutable_tags = Table(
+    "immutable_tags",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", NAME, nullable=False),
+    Column("repository", NAME, nullable=True),
+    Column("pattern", String(128), nullable=False),
+    Column("created_by", NAME, nullable=False),
+    _created(),
+    Index("ix_immutable_tags_namespace", "namespace"),
+)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 
 from sqlalchemy import Table, and_, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,7 @@ from origin.metadata.models import (
     blob_placements,
     blobs,
     events,
+    immutable_tags,
     manifest_references,
     manifests,
     repositories,
@@ -32,6 +34,7 @@ from origin.metadata.models import (
     tags,
     uploads,
 )
+from origin.metadata.placements import namespace_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,15 @@ class StoredManifest:
 def _now() -> datetime:
     """Event times to the microsecond (the database's own clock keeps whole seconds)."""
     return datetime.now(UTC)
+
+
+class TagImmutable(Exception):
+    """The change would move or delete a tag an immutability rule protects."""
+
+    def __init__(self, tag: str, pattern: str) -> None:
+        super().__init__(f"tag {tag!r} is immutable (rule {pattern!r})")
+        self.tag = tag
+        self.pattern = pattern
 
 
 class MissingReferences(Exception):
@@ -279,17 +291,18 @@ class MetadataStore:
             ).scalar_one_or_none()
             if existing is None:
                 await self._insert_manifest(conn, repo_id, manifest)
-            moved = (
-                tag is not None
-                and digest
-                != (
-                    await conn.execute(
-                        select(tags.c.manifest_digest).where(
-                            tags.c.repository_id == repo_id, tags.c.name == tag
-                        )
+            previous = (
+                await conn.scalar(
+                    select(tags.c.manifest_digest).where(
+                        tags.c.repository_id == repo_id, tags.c.name == tag
                     )
-                ).scalar_one_or_none()
+                )
+                if tag is not None
+                else None
             )
+            moved = tag is not None and digest != previous
+            if moved and previous is not None:
+                await self._check_mutable(conn, name, [tag])
             if tag is not None:
                 # The tag's row is locked from here to the commit, so concurrent pushes of
                 # one tag write their events in the order they move it: the feed's last word
@@ -301,6 +314,25 @@ class MetadataStore:
                         repository=name, kind="push", digest=digest, tag=tag, at=_now()
                     )
                 )
+
+    async def _check_mutable(
+        self, conn: AsyncConnection, name: str, names: Sequence[str | None]
+    ) -> None:
+        """Raise :class:`TagImmutable` if a rule of the repository's namespace covers one of
+        the tags ``names`` (about to move or go)."""
+        wanted = [n for n in names if n]
+        if not wanted:
+            return
+        rules = await conn.execute(
+            select(immutable_tags.c.pattern).where(
+                immutable_tags.c.namespace == namespace_of(name),
+                immutable_tags.c.repository.is_(None) | (immutable_tags.c.repository == name),
+            )
+        )
+        for (pattern,) in rules.all():
+            for tag in wanted:
+                if fnmatchcase(tag, pattern):
+                    raise TagImmutable(tag, pattern)
 
     async def _point(
         self, conn: AsyncConnection, repo_id: int, tag: str, digest: str, moved: bool
@@ -404,6 +436,7 @@ class MetadataStore:
                     )
                 ).scalars()
             )
+            await self._check_mutable(conn, name, untagged)
             await self._end_history(conn, repo_id, untagged, _now())
             feed = [
                 {"repository": name, "kind": "untag", "digest": digest, "tag": t} for t in untagged
@@ -462,6 +495,8 @@ class MetadataStore:
                 )
             )
             if previous != digest:
+                if previous is not None:
+                    await self._check_mutable(conn, name, [tag])
                 await self._point(conn, repo_id, tag, digest, moved=True)
                 await conn.execute(
                     insert(events).values(
@@ -484,6 +519,7 @@ class MetadataStore:
             ).scalar_one_or_none()
             if digest is None:
                 return False
+            await self._check_mutable(conn, name, [tag])
             await conn.execute(
                 delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag)
             )

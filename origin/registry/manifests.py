@@ -5,9 +5,17 @@ from __future__ import annotations
 from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.manifest import Descriptor, Manifest, parse_pushed
-from origin.metadata.store import MetadataStore, MissingReferences, StoredManifest
+from origin.metadata.store import MetadataStore, MissingReferences, StoredManifest, TagImmutable
 from origin.registry.blobs import BlobService
 from origin.registry.cache import ReadCache
+
+
+def immutable(error: TagImmutable) -> OCIError:
+    return OCIError(
+        ErrorCode.DENIED,
+        {"tag": error.tag, "rule": error.pattern},
+        message=f"tag {error.tag} is immutable (rule {error.pattern}): push another tag",
+    )
 
 
 class ManifestService:
@@ -35,6 +43,8 @@ class ManifestService:
             await self.meta.put_manifest(name, manifest, tag)
             if tag is not None:
                 self.cache.drop((name, tag))
+        except TagImmutable as error:
+            raise immutable(error) from None
         except MissingReferences as missing:
             if missing.blobs:
                 raise OCIError(
@@ -46,6 +56,14 @@ class ManifestService:
         return manifest
 
     async def delete(self, name: str, reference: Digest | str) -> None:
+        try:
+            deleted = await self._delete(name, reference)
+        except TagImmutable as error:
+            raise immutable(error) from None
+        if not deleted:
+            raise await self.blobs.unknown(name, ErrorCode.MANIFEST_UNKNOWN, str(reference))
+
+    async def _delete(self, name: str, reference: Digest | str) -> bool:
         if isinstance(reference, Digest):
             deleted = await self.meta.delete_manifest(name, str(reference))
             digest = str(reference)
@@ -53,8 +71,7 @@ class ManifestService:
         else:
             deleted = await self.meta.delete_tag(name, reference)
             self.cache.drop((name, reference))
-        if not deleted:
-            raise await self.blobs.unknown(name, ErrorCode.MANIFEST_UNKNOWN, str(reference))
+        return deleted
 
     async def referrers(
         self, name: str, subject: Digest, artifact_type: str | None

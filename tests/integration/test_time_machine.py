@@ -1,5 +1,5 @@
 """The time machine: a tag's history with lifetimes, restoring an earlier state within the
-namespace's window, forgetting history early; every restore audited."""
+namespace's window, forgetting history early; every restore audited. Immutable tags."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from aiohttp import encode_basic_auth
 
 from origin.config import OriginConfig
-from tests.support import OCI_MANIFEST, Client, make_image, push_image, sha256
+from tests.support import OCI_MANIFEST, Client, make_image, push_blob, push_image, sha256
 
 API = "/api/v1"
 Auth = dict[str, str]
@@ -131,3 +131,64 @@ async def test_readers_see_history_but_only_writers_restore_and_admins_expire(
     assert [s["digest"] for s in history["states"]] == [v2.digest]
     await call(origin, "POST", "/repositories/team/app/-/tags/t/restore", root,
                {"digest": v1.digest}, expect=404)  # fmt: skip
+
+
+async def test_immutable_tags_are_created_once_and_never_moved_or_deleted(
+    origin: Client, root: Auth
+) -> None:
+    await call(origin, "POST", "/organizations", root, {"name": "team"}, expect=201)
+    rule = await call(origin, "POST", "/namespaces/team/immutable-tags", root,
+                      {"pattern": "v*"}, expect=201)  # fmt: skip
+    assert (rule["namespace"], rule["repository"], rule["pattern"]) == ("team", None, "v*")
+    v1, other = make_image("v1"), make_image("other")
+    await push_image(origin, "team/app", "v1", v1)  # creating it is fine
+    await push_image(origin, "team/app", "latest", v1)
+    await push_image(origin, "team/app", "latest", other)  # tags no rule covers move freely
+    for blob in other.blobs:
+        await push_blob(origin, "team/app", blob)
+    async with origin.put(
+        "/v2/team/app/manifests/v1", data=other.manifest, headers={"Content-Type": OCI_MANIFEST}
+    ) as r:
+        assert r.status == 403
+        (error,) = (await r.json())["errors"]
+        assert error["code"] == "DENIED"
+        assert error["message"] == "tag v1 is immutable (rule v*): push another tag"
+    async with origin.put(  # the same manifest again moves nothing: allowed
+        "/v2/team/app/manifests/v1", data=v1.manifest, headers={"Content-Type": OCI_MANIFEST}
+    ) as r:
+        assert r.status == 201
+    async with origin.delete("/v2/team/app/manifests/v1") as r:
+        assert r.status == 403
+    async with origin.delete(f"/v2/team/app/manifests/{v1.digest}") as r:
+        assert r.status == 403  # it would take v1 with it
+    async with origin.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST}) as r:
+        assert await r.read() == v1.manifest
+    await call(origin, "POST", "/repositories/team/app/-/tags/latest/restore", root,
+               {"digest": v1.digest})  # fmt: skip
+    # Removing the rule frees the tag.
+    await call(origin, "DELETE", f"/namespaces/team/immutable-tags/{rule['id']}", root,
+               expect=204)  # fmt: skip
+    assert await call(origin, "GET", "/namespaces/team/immutable-tags", root) == []
+    async with origin.delete("/v2/team/app/manifests/v1") as r:
+        assert r.status == 202
+
+
+async def test_a_rule_can_cover_one_repository_and_only_managers_set_rules(
+    origin: Client, root: Auth
+) -> None:
+    await call(origin, "POST", "/organizations", root, {"name": "team"}, expect=201)
+    await call(origin, "POST", "/namespaces/team/immutable-tags", root,
+               {"pattern": "release-*", "repository": "team/locked"}, expect=201)  # fmt: skip
+    await call(origin, "POST", "/namespaces/team/immutable-tags", root,
+               {"pattern": "x", "repository": "elsewhere/app"}, expect=400)  # fmt: skip
+    one, two = make_image("one"), make_image("two")
+    for repo in ("team/locked", "team/free"):
+        await push_image(origin, repo, "release-1", one)
+    await push_image(origin, "team/free", "release-1", two)  # another repository: no rule
+    async with origin.delete("/v2/team/locked/manifests/release-1") as r:
+        assert r.status == 403
+    await call(origin, "POST", "/users", root, {"name": "outsider", "password": "outsider-pw"},
+               expect=201)  # fmt: skip
+    outsider = {"Authorization": encode_basic_auth("outsider", "outsider-pw")}
+    await call(origin, "POST", "/namespaces/team/immutable-tags", outsider,
+               {"pattern": "*"}, expect=403)  # fmt: skip

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from tests.interop.clients import (
+    attempt,
     creds,
     layers,
     layout_digest,
@@ -92,3 +93,28 @@ async def test_images_move_between_wharf_and_distribution_unchanged(
     for registry, name in ((host, "peer/app"), (distribution, "peer/back")):
         inspected = await skopeo_inspect(f"docker://{registry}/{name}:v1", creds(origin_process))
         assert inspected["Digest"] == digest
+
+
+async def test_skopeo_shows_why_an_immutable_tag_refused_its_push(
+    origin_process: OriginProcess, tmp_path: Path
+) -> None:
+    host = origin_process.url.removeprefix("http://")
+    admin = {"Authorization": aiohttp.encode_basic_auth(*creds(origin_process).split(":", 1))}
+    async with aiohttp.ClientSession(base_url=origin_process.url, headers=admin) as http:
+        async with http.post("/api/v1/organizations", json={"name": "team"}) as r:
+            assert r.status == 201, await r.text()
+        rule = {"pattern": "v*"}
+        async with http.post("/api/v1/namespaces/team/immutable-tags", json=rule) as r:
+            assert r.status == 201, await r.text()
+    write_oci_layout(tmp_path / "first", "v1", layers())
+    write_oci_layout(tmp_path / "second", "v1", layers())
+    await skopeo_copy(
+        f"oci:{tmp_path / 'first'}:v1", f"docker://{host}/team/app:v1", creds(origin_process)
+    )
+    code, out = await attempt(
+        "skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
+        "--dest-creds", creds(origin_process),
+        f"oci:{tmp_path / 'second'}:v1", f"docker://{host}/team/app:v1",
+    )  # fmt: skip
+    assert code != 0
+    assert "tag v1 is immutable (rule v*)" in out

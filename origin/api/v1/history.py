@@ -7,10 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from ocicore.digest import Digest
+from ocicore.errors import ErrorCode, OCIError
 from origin.admin.base import Caller
 from origin.api.v1 import schemas
 from origin.api.v1.spec import json
-from origin.keys import TIME_MACHINE
+from origin.keys import TAG_RULES, TIME_MACHINE
 
 
 async def tag_history(request: web.Request, caller: Caller, _: Any) -> web.Response:
@@ -69,3 +70,36 @@ async def set_window(
     namespace = request.match_info["namespace"]
     seconds = await request.app[TIME_MACHINE].set_window(caller, namespace, body.seconds)
     return json(schemas.TimeMachineWindow(namespace=namespace, seconds=seconds))
+
+
+def _rule(rule: Any) -> schemas.ImmutableRule:
+    return schemas.ImmutableRule(
+        id=rule.id,
+        namespace=rule.namespace,
+        repository=rule.repository,
+        pattern=rule.pattern,
+        created_by=rule.created_by,
+        created_at=rule.created_at,
+    )
+
+
+async def list_immutable(request: web.Request, caller: Caller, _: Any) -> web.Response:
+    rules = await request.app[TAG_RULES].of(caller, request.match_info["namespace"])
+    return json([_rule(rule) for rule in rules])
+
+
+async def add_immutable(
+    request: web.Request, caller: Caller, body: schemas.ImmutableRuleCreate
+) -> web.Response:
+    rule = await request.app[TAG_RULES].add(
+        caller, request.match_info["namespace"], body.pattern, body.repository
+    )
+    return json(_rule(rule), 201)
+
+
+async def remove_immutable(request: web.Request, caller: Caller, _: Any) -> web.Response:
+    text = request.match_info["rule_id"]
+    if not text.isdigit() or len(text) > 9:
+        raise OCIError(ErrorCode.NOT_FOUND, "no such rule")
+    await request.app[TAG_RULES].remove(caller, request.match_info["namespace"], int(text))
+    return web.Response(status=204)

@@ -335,3 +335,25 @@ class TimeMachineSet(Request):
     seconds: int | None = Field(
         ge=0, le=28 * 86400, description="0 to 4 weeks; null: the origin's default"
     )
+
+
+class ImmutableRuleCreate(Request):
+    pattern: TagGlob
+    repository: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=255,
+            pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+            description="One repository of the namespace; absent: all of them",
+        ),
+    ]
+
+
+class ImmutableRule(Response):
+    id: int
+    namespace: str
+    repository: str | None
+    pattern: str
+    created_by: str
+    created_at: Time

@@ -1,4 +1,4 @@
-"""tag history (the time machine) and namespace settings
+"""tag history (the time machine), namespace settings, immutable tags
 
 Revision ID: 0008
 Revises: 0007
@@ -39,6 +39,22 @@ def upgrade() -> None:
         sa.Column("time_machine_seconds", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("namespace", name=op.f("pk_namespace_settings")),
     )
+    op.create_table(
+        "immutable_tags",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("namespace", sa.String(length=255), nullable=False),
+        sa.Column("repository", sa.String(length=255), nullable=True),
+        sa.Column("pattern", sa.String(length=128), nullable=False),
+        sa.Column("created_by", sa.String(length=255), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_immutable_tags")),
+    )
+    op.create_index("ix_immutable_tags_namespace", "immutable_tags", ["namespace"])
     # Every tag that exists starts its history where it is now.
     op.execute(
         "INSERT INTO tag_history (repository_id, tag, manifest_digest, started_at) "
@@ -47,6 +63,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_immutable_tags_namespace", "immutable_tags")
+    op.drop_table("immutable_tags")
     op.drop_table("namespace_settings")
     op.drop_index("ix_tag_history_tag", "tag_history")
     op.drop_table("tag_history")
