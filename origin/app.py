@@ -36,6 +36,7 @@ from origin.admin.history import TagRules, TimeMachine
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
 from origin.admin.repositories import Repositories
+from origin.admin.webhooks import WebhookAdmin
 from origin.api import v1
 from origin.audit import AuditLog
 from origin.auth.accounts import AccountService
@@ -69,6 +70,7 @@ from origin.keys import (
     TORRENTS,
     UPLOADS,
     VERIFIER,
+    WEBHOOK_ADMIN,
 )
 from origin.leader import Leadership
 from origin.locations import Locations
@@ -77,14 +79,16 @@ from origin.metadata.db import create_engine, create_lock_engine, migrate
 from origin.metadata.history import HistoryStore
 from origin.metadata.immutable import ImmutableRules
 from origin.metadata.keys import TableVault
-from origin.metadata.placements import Placements
+from origin.metadata.placements import Copy, Placements
 from origin.metadata.store import MetadataStore
+from origin.metadata.webhooks import WebhookStore
 from origin.placement import Copier
 from origin.registry.blobs import BlobService
 from origin.registry.cache import ReadCache
 from origin.registry.manifests import ManifestService
 from origin.registry.torrents import TorrentService
 from origin.replication import Replication
+from origin.webhooks import Webhooks
 
 _log = structlog.get_logger("wharf.origin")
 
@@ -291,13 +295,38 @@ async def _key_rotation(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    """Webhooks: delivered by the leader (a singleton); test deliveries from any replica."""
+    config = app[CONFIG]
+    async with aiohttp.ClientSession() as http:
+        hooks = Webhooks(
+            WebhookStore(app[META].engine),
+            http,
+            app[METRICS].registry,
+            config.webhooks_private_networks,
+            config.webhook_max_attempts,
+        )
+        app[WEBHOOK_ADMIN] = WebhookAdmin(app[PEOPLE].accounts, app[AUDIT], hooks)
+        app[SINGLETONS]["webhooks"] = hooks.run
+        yield
+
+
 async def _placement(app: web.Application) -> AsyncIterator[None]:
     """The copier that places blobs in every location their namespace needs (a singleton),
     and the gauge of copies pending per location (every replica)."""
     config, locations = app[CONFIG], app[LOCATIONS]
     placements = Placements(app[META].engine, config.placement_defaults)
     app[PLACEMENTS] = placements
-    copier = Copier(placements, locations, app[METRICS].registry, config.placement_copies)
+    hooks = app[WEBHOOK_ADMIN].webhooks
+
+    async def stuck(copy: Copy, error: str) -> None:
+        await hooks.notify(
+            await placements.namespaces_of(copy.digest),
+            "replication_failure",
+            {"digest": copy.digest, "location": copy.location, "error": error},
+        )
+
+    copier = Copier(placements, locations, app[METRICS].registry, config.placement_copies, stuck)
     if len(locations) == 1:  # nothing to copy, nothing pending
         yield
         return
@@ -372,6 +401,7 @@ def create_app(config: OriginConfig) -> web.Application:
             _oidc,
             _sendfile_pool,
             _upload_reaper,
+            _webhooks,
             _placement,
             _leadership,
             _membership,

@@ -69,6 +69,10 @@ class OriginConfig(NodeSettings, ServerSettings):
     # How long a tag's past states stay restorable (and out of garbage collection's reach),
     # unless its namespace sets its own (0 to 4 weeks).
     time_machine_days: float = 14.0
+    # Webhook deliveries may go to private, loopback and link-local addresses (off: only to
+    # public ones, so a hook cannot reach inside the network).
+    webhooks_private_networks: bool = False
+    webhook_max_attempts: int = 8  # a failing delivery is retried with backoff this often
     audit_retention_days: float = 400.0  # a year and a bit: long enough for yearly audits
     ldap: LdapConfig | None = None
     oidc: OidcConfig | None = None

@@ -14,6 +14,7 @@ from origin.admin.history import TagRules, TimeMachine
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
 from origin.admin.repositories import Repositories
+from origin.admin.webhooks import WebhookAdmin
 from origin.audit import AuditLog
 from origin.auth.oidc import OidcProvider
 from origin.auth.signing import SigningKeys
@@ -51,3 +52,4 @@ PLACEMENTS = web.AppKey("placements", Placements)
 SINGLETONS = web.AppKey("singletons", dict[str, Callable[[], Coroutine[Any, Any, None]]])
 TIME_MACHINE = web.AppKey("time_machine", TimeMachine)
 TAG_RULES = web.AppKey("tag_rules", TagRules)
+WEBHOOK_ADMIN = web.AppKey("webhook_admin", WebhookAdmin)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import structlog
@@ -23,6 +24,7 @@ _log = structlog.get_logger("wharf.origin.placement")
 
 IDLE_SECONDS = 0.5  # how soon a copy queued by any replica is noticed
 MAX_RETRY_SECONDS = 300.0
+STUCK_AFTER = 3  # failed attempts before a copy is reported (a replication_failure webhook)
 
 
 def _forget(
@@ -38,7 +40,10 @@ class Copier:
         locations: Locations,
         registry: CollectorRegistry,
         concurrency: int,
+        stuck: Callable[[Copy, str], Awaitable[None]] | None = None,
     ) -> None:
+        """``stuck``: told once when a copy has failed ``STUCK_AFTER`` times (webhooks)."""
+        self.stuck = stuck
         self.placements = placements
         self.locations = locations
         self.concurrency = concurrency
@@ -114,6 +119,8 @@ class Copier:
             )
             with contextlib.suppress(Exception):
                 await self.placements.failed(copy, str(exc) or type(exc).__name__, retry_in)
+                if self.stuck is not None and copy.attempts + 1 == STUCK_AFTER:
+                    await self.stuck(copy, str(exc) or type(exc).__name__)
 
     async def _copy(self, copy: Copy) -> None:
         placement = await self.placements.of(copy.digest)

@@ -37,6 +37,7 @@ _ON_BOTH_DATABASES = (
     "test_replication_feed",
     "test_revocation",
     "test_time_machine",
+    "test_webhooks",
     "test_tokens",
     "test_torrents",
 )

@@ -127,7 +127,7 @@ class TagRules(Management):
         if repository is not None:
             validate_name(repository)
             if namespace_of(repository) != namespace:
-                raise OCIError(ErrorCode.INVALID_REQUEST, f"{repository} is not in {namespace}")
+                raise OCIError(ErrorCode.NOT_FOUND, f"no repository {repository} in {namespace}")
         rule_id = await self.rules.add(namespace, repository, pattern, caller.name)
         self.record(caller, "immutable.add", repository=repository,
                     detail={"namespace": namespace, "pattern": pattern, "id": rule_id})  # fmt: skip

@@ -335,3 +335,43 @@ immutable_tags = Table(
     _created(),
     Index("ix_immutable_tags_namespace", "namespace"),
 )
+
+# Webhooks: a namespace's subscribers, and every delivery made to them (the delivery log).
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", NAME, nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("events", JSON, nullable=False),  # ["push", "tag_delete", ...]
+    Column("secret", String(128), nullable=False),  # the HMAC key: shown once, kept to sign
+    Column("created_by", NAME, nullable=False),
+    _created(),
+    Index("ix_webhooks_namespace", "namespace"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # "pending" | "delivered" | "failed"
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(255), nullable=True),
+    _created(),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_webhook_deliveries_due", "state", "due_at"),
+    Index("ix_webhook_deliveries_hook", "hook_id", "id"),
+)
+
+# Where the webhook dispatcher is in the event feed (one row).
+webhook_cursor = Table(
+    "webhook_cursor",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False),
+)

@@ -140,6 +140,16 @@ class Placements:
                 )
             )
 
+    async def namespaces_of(self, digest: str) -> list[str]:
+        """The namespaces whose repositories hold the blob."""
+        query = (
+            select(repositories.c.name)
+            .join(repository_blobs, repository_blobs.c.repository_id == repositories.c.id)
+            .where(repository_blobs.c.digest == digest)
+        )
+        async with self.engine.connect() as conn:
+            return sorted({namespace_of(n) for n in (await conn.execute(query)).scalars()})
+
     async def pending(self) -> dict[str, int]:
         query = select(placement_queue.c.location, func.count()).group_by(
             placement_queue.c.location

@@ -180,7 +180,7 @@ async def test_a_rule_can_cover_one_repository_and_only_managers_set_rules(
     await call(origin, "POST", "/namespaces/team/immutable-tags", root,
                {"pattern": "release-*", "repository": "team/locked"}, expect=201)  # fmt: skip
     await call(origin, "POST", "/namespaces/team/immutable-tags", root,
-               {"pattern": "x", "repository": "elsewhere/app"}, expect=400)  # fmt: skip
+               {"pattern": "x", "repository": "elsewhere/app"}, expect=404)  # fmt: skip
     one, two = make_image("one"), make_image("two")
     for repo in ("team/locked", "team/free"):
         await push_image(origin, repo, "release-1", one)

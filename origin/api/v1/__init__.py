@@ -17,6 +17,7 @@ from origin.api.v1 import (
     repositories,
     schemas,
     storage,
+    webhooks,
 )
 from origin.api.v1.spec import Operation, Param, aiohttp_path, openapi, route
 
@@ -59,6 +60,11 @@ OPERATIONS = (
     Operation("GET", P + "/namespaces/{namespace}/immutable-tags", history.list_immutable, "The namespace's immutability rules (its managers)", response=schemas.ImmutableRule, many=True),
     Operation("POST", P + "/namespaces/{namespace}/immutable-tags", history.add_immutable, "Make tags matching a glob immutable: created once, never moved or deleted (its managers)", body=schemas.ImmutableRuleCreate, response=schemas.ImmutableRule, status=201),
     Operation("DELETE", P + "/namespaces/{namespace}/immutable-tags/{rule_id}", history.remove_immutable, "Remove an immutability rule (its managers)", status=204),
+    Operation("GET", P + "/namespaces/{namespace}/webhooks", webhooks.list_webhooks, "The namespace's webhooks (its managers)", response=schemas.Webhook, many=True),
+    Operation("POST", P + "/namespaces/{namespace}/webhooks", webhooks.add_webhook, "Subscribe a URL to the namespace's events; the signing secret is shown once (its managers)", body=schemas.WebhookCreate, response=schemas.WebhookCreated, status=201),
+    Operation("DELETE", P + "/namespaces/{namespace}/webhooks/{hook_id}", webhooks.remove_webhook, "Remove a webhook (its managers)", status=204),
+    Operation("GET", P + "/namespaces/{namespace}/webhooks/{hook_id}/deliveries", webhooks.list_deliveries, "A webhook's delivery log, newest first (its managers)", response=schemas.WebhookDelivery, many=True),
+    Operation("POST", P + "/namespaces/{namespace}/webhooks/{hook_id}/test", webhooks.ping_webhook, "Deliver a ping now; the delivery as it ended (its managers)", response=schemas.WebhookDelivery),
     Operation("GET", P + "/audit", audit.query_audit, "Audit events, filtered, a page at a time (system admins)", response=schemas.AuditPage, query=audit.FILTERS + audit.PAGING),
     Operation("GET", P + "/audit/export", audit.export_audit, "Every matching audit event as JSON lines (system admins)", response=schemas.AuditEvent, query=audit.FILTERS, content_type="application/x-ndjson"),
     Operation("GET", P + "/signing-keys", keys.list_signing_keys, "The token signing keys and their state (system admins)", response=schemas.SigningKey, many=True),

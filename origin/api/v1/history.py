@@ -68,7 +68,8 @@ async def set_window(
     request: web.Request, caller: Caller, body: schemas.TimeMachineSet
 ) -> web.Response:
     namespace = request.match_info["namespace"]
-    seconds = await request.app[TIME_MACHINE].set_window(caller, namespace, body.seconds)
+    wanted = None if body.seconds is None else int(body.seconds)
+    seconds = await request.app[TIME_MACHINE].set_window(caller, namespace, wanted)
     return json(schemas.TimeMachineWindow(namespace=namespace, seconds=seconds))
 
 

@@ -7,7 +7,7 @@ what the handlers enforce.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -332,8 +332,11 @@ class TimeMachineWindow(Response):
 
 
 class TimeMachineSet(Request):
-    seconds: int | None = Field(
-        ge=0, le=28 * 86400, description="0 to 4 weeks; null: the origin's default"
+    seconds: float | None = Field(  # whole seconds; 3600.0 is one too
+        multiple_of=1,
+        ge=0,
+        le=28 * 86400,
+        description="0 to 4 weeks; null: the origin's default",
     )
 
 
@@ -357,3 +360,46 @@ class ImmutableRule(Response):
     pattern: str
     created_by: str
     created_at: Time
+
+
+WebhookEvent = Literal["push", "tag_delete", "manifest_delete", "replication_failure"]
+
+
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+
+
+class WebhookCreate(Request):
+    url: Annotated[
+        str,
+        Field(
+            max_length=2048,
+            pattern=rf"^https?://[A-Za-z0-9.-]+(:{_PORT})?(/[!-~]*)?$",
+            description="http(s), a host name or IPv4 address, no credentials",
+        ),
+    ]
+    events: list[WebhookEvent] = Field(min_length=1, max_length=8)
+
+
+class Webhook(Response):
+    id: int
+    namespace: str
+    url: str
+    events: list[str]
+    created_by: str
+    created_at: Time
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(description="The HMAC-SHA256 key of X-Wharf-Signature-256; shown once")
+
+
+class WebhookDelivery(Response):
+    id: int
+    event: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: Time
+    finished_at: Time | None
+    payload: dict[str, Any]

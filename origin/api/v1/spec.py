@@ -64,6 +64,7 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "repository": {"type": "string", "pattern": r"^[a-z0-9]+([._/-][a-z0-9]+)*$", "maxLength": 255},
     "token_id": {"type": "integer", "minimum": 0},
     "rule_id": {"type": "integer", "minimum": 0},
+    "hook_id": {"type": "integer", "minimum": 0},
     "kind": {"type": "string", "enum": ["accounts", "teams"]},
     "tag": {"type": "string", "pattern": r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$"},
     "digest": {"type": "string", "pattern": r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$"},

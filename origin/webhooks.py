@@ -1,0 +1,199 @@
+"""Webhooks: HMAC-signed JSON deliveries of what happens in a namespace, with retries.
+
+The dispatcher follows the event feed (pushes, tag deletions, manifest deletions, written with
+the changes themselves) from a cursor kept in the database and queues a delivery for each
+subscribed hook in the same transaction that moves the cursor; the sender posts due
+deliveries, retrying with exponential backoff (up to ``max_attempts``) and keeping every
+outcome in the delivery log. Both run on the leading replica only. Delivery is at least once:
+receivers should use ``X-Wharf-Delivery`` to drop repeats.
+
+Each delivery is ``POST <url>`` with a JSON body and headers ``X-Wharf-Event``,
+``X-Wharf-Delivery`` and ``X-Wharf-Signature-256: sha256=<hex HMAC-SHA256 of the body with
+the hook's secret>``. A hook's deliveries go one at a time, in the order of the events (a
+failed one is retried after those behind it). Addresses on private, loopback and link-local networks are refused
+unless ``webhooks_private_networks`` allows them (a hook must not reach inside the network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from origin.metadata.placements import namespace_of
+from origin.metadata.webhooks import Delivery, Hook, WebhookStore
+
+_log = structlog.get_logger("wharf.origin.webhooks")
+
+EVENTS = ("push", "tag_delete", "manifest_delete", "replication_failure", "ping")
+_KINDS = {"push": "push", "untag": "tag_delete", "delete": "manifest_delete"}
+IDLE_SECONDS = 0.5
+MAX_RETRY_SECONDS = 3600.0
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Refused(Exception):
+    """The hook's address is not one deliveries may go to."""
+
+
+class Webhooks:
+    def __init__(
+        self,
+        store: WebhookStore,
+        http: aiohttp.ClientSession,
+        registry: CollectorRegistry,
+        private_networks: bool = False,
+        max_attempts: int = 8,
+        timeout: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.http = http
+        self.private_networks = private_networks
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self._sent = Counter(
+            "wharf_origin_webhook_deliveries",
+            "Webhook delivery attempts, by outcome",
+            ["result"],
+            registry=registry,
+        )
+        self._pending = Gauge(
+            "wharf_origin_webhook_pending_deliveries",
+            "Deliveries waiting for their (next) attempt",
+            registry=registry,
+        )
+
+    # -- producing -----------------------------------------------------------------------
+    async def dispatch(self) -> int:
+        """Queue deliveries for the next events of the feed; how many events were read."""
+        cursor, rows = await self.store.next_events(500)
+        if not rows:
+            return 0
+        hooks = await self.store.hooks()
+        queued: list[tuple[int, str, dict[str, Any]]] = []
+        for row in rows:
+            event = _KINDS.get(row.kind)
+            if event is None:
+                continue
+            payload = {
+                "event": event,
+                "repository": row.repository,
+                "digest": row.digest,
+                "tag": row.tag,
+                "at": row.at.isoformat(),
+                "seq": row.seq,
+            }
+            for hook in _subscribed(hooks, namespace_of(row.repository), event):
+                queued.append((hook.id, event, payload))
+        await self.store.dispatch(cursor, rows[-1].seq, queued)
+        return len(rows)
+
+    async def notify(self, namespaces: Sequence[str], event: str, payload: dict[str, Any]) -> None:
+        """Queue an event that is not in the feed (a replication failure) for those hooks."""
+        hooks = await self.store.hooks()
+        for namespace in set(namespaces):
+            for hook in _subscribed(hooks, namespace, event):
+                await self.store.enqueue(hook.id, event, {"event": event, **payload})
+
+    # -- delivering ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Dispatch and deliver until cancelled (on the leading replica)."""
+        while True:
+            try:
+                read = await self.dispatch()
+                due = await self.store.due(16)
+                by_hook: dict[int, list[Delivery]] = {}
+                for delivery in due:
+                    by_hook.setdefault(delivery.hook_id, []).append(delivery)
+                await asyncio.gather(*(self._in_order(group) for group in by_hook.values()))
+                self._pending.set(await self.store.pending())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: try again soon
+                _log.warning("webhook round failed", error=str(exc) or type(exc).__name__)
+                read, due = 0, []
+            if not read and not due:
+                await asyncio.sleep(IDLE_SECONDS)
+
+    async def _in_order(self, deliveries: list[Delivery]) -> None:
+        """A hook's deliveries one after the other, oldest first (hooks in parallel)."""
+        for delivery in deliveries:
+            await self.attempt(delivery)
+
+    async def attempt(self, delivery: Delivery) -> Delivery:
+        """One attempt at a delivery, recorded; the delivery as it is afterwards."""
+        hook = await self._hook(delivery.hook_id)
+        status: int | None = None
+        error: str | None = None
+        if hook is None:
+            error = "the hook is gone"
+        else:
+            try:
+                status = await self._post(hook, delivery)
+                if not 200 <= status < 300:
+                    error = f"the receiver answered {status}"
+            except Refused as refused:
+                error = str(refused)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                error = str(exc) or type(exc).__name__
+        last = delivery.attempts + 1 >= self.max_attempts or hook is None
+        retry_in = None if last else min(2.0**delivery.attempts, MAX_RETRY_SECONDS)
+        result = "delivered" if error is None else "failed" if retry_in is None else "retry"
+        self._sent.labels(result).inc()
+        if error is not None:
+            _log.info("webhook delivery failed", hook=delivery.hook_id, delivery=delivery.id,
+                      error=error, retry_in=retry_in)  # fmt: skip
+        await self.store.attempted(delivery, status, error, retry_in)
+        updated = await self.store.delivery(delivery.id)
+        assert updated is not None
+        return updated
+
+    async def _hook(self, hook_id: int) -> Hook | None:
+        found = [h for h in await self.store.hooks() if h.id == hook_id]
+        return found[0] if found else None
+
+    async def _post(self, hook: Hook, delivery: Delivery) -> int:
+        await self._check_address(hook.url)
+        body = json.dumps({**delivery.payload, "delivery": delivery.id}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "wharf-webhooks",
+            "X-Wharf-Event": delivery.event,
+            "X-Wharf-Delivery": str(delivery.id),
+            "X-Wharf-Signature-256": sign(hook.secret, body),
+        }
+        async with self.http.post(
+            hook.url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+        ) as r:
+            await r.read()
+            return r.status
+
+    async def _check_address(self, url: str) -> None:
+        if self.private_networks:
+            return
+        host = urlsplit(url).hostname or ""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if not address.is_global:
+                raise Refused(f"{host} resolves to {address}, not a public address")
+
+
+def _subscribed(hooks: Sequence[Hook], namespace: str, event: str) -> list[Hook]:
+    return [h for h in hooks if h.namespace == namespace and event in h.events]
