@@ -114,6 +114,7 @@ def add_commands(commands: Any) -> None:
         _replication,
         _storage,
         _time_machine,
+        _webhooks,
     ):
         add(commands)
 
@@ -448,6 +449,7 @@ def _time_machine(commands: Any) -> None:
     )  # fmt: skip
     c.add_argument("namespace")
     c.add_argument("--days", type=float, help="0 to 28")
+    c.add_argument("--default", action="store_true", help="back to the origin's default")
 
     rules = _group(commands, "immutable", "tags created once, never moved or deleted")
     c = _command(
@@ -478,4 +480,38 @@ def _time_machine(commands: Any) -> None:
     )
     c.add_argument("namespace")
     c.add_argument("id", type=int)
-    c.add_argument("--default", action="store_true", help="back to the origin's default")
+
+
+def _webhooks(commands: Any) -> None:
+    hooks = _group(commands, "webhooks", "signed deliveries of a namespace's events")
+
+    def hook(a: Any, rest: str = "") -> str:
+        return f"/namespaces/{_q(a.namespace)}/webhooks" + (f"/{a.id}{rest}" if rest else "")
+
+    c = _command(hooks, "list", lambda a: Call("GET", hook(a)), "a namespace's webhooks")
+    c.add_argument("namespace")
+    c = _command(
+        hooks,
+        "add",
+        lambda a: Call("POST", hook(a), {"url": a.url, "events": a.events}),
+        "subscribe a URL (prints the signing secret, once)",
+    )
+    c.add_argument("namespace")
+    c.add_argument("url")
+    c.add_argument(
+        "events",
+        nargs="+",
+        choices=["push", "tag_delete", "manifest_delete", "replication_failure"],
+    )
+    for name, method, rest, help in (
+        ("remove", "DELETE", "/", "remove a webhook"),
+        ("deliveries", "GET", "/deliveries", "its delivery log, newest first"),
+        ("test", "POST", "/test", "deliver a ping now"),
+    ):
+        c = _command(hooks, name, _hook_call(hook, method, rest), help)
+        c.add_argument("namespace")
+        c.add_argument("id", type=int)
+
+
+def _hook_call(path: Callable[[Any, str], str], method: str, rest: str) -> Build:
+    return lambda a: Call(method, path(a, rest).rstrip("/"))

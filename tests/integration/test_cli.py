@@ -142,3 +142,14 @@ async def test_an_operator_goes_back_in_time_and_places_a_namespace(
     placed = await ok(o, "storage", "blob", sha256(first.config))
     assert placed["locations"] == ["local"]
     assert (await ok(o, "storage", "backfill")) == {"recorded": 0, "queued": 0}
+    rule = await ok(o, "immutable", "add", "ops", "v*", "--repository", "ops/app")
+    assert [r["pattern"] for r in await ok(o, "immutable", "list", "ops")] == ["v*"]
+    await ok(o, "immutable", "remove", "ops", str(rule["id"]))
+    hook = await ok(o, "webhooks", "add", "ops", "http://127.0.0.1:9/hook", "push")
+    assert hook["secret"]
+    ping = await ok(o, "webhooks", "test", "ops", str(hook["id"]))
+    assert "not a public address" in ping["last_error"]  # the default refuses loopback
+    (logged,) = await ok(o, "webhooks", "deliveries", "ops", str(hook["id"]))
+    assert logged["event"] == "ping"
+    await ok(o, "webhooks", "remove", "ops", str(hook["id"]))
+    assert await ok(o, "webhooks", "list", "ops") == []
