@@ -94,18 +94,8 @@ async def origin_config(
     locations: tuple[LocationConfig, ...] = ()
     if storage_kind == "s3":
         moto: MotoServer = request.getfixturevalue("moto_server")
-        s3 = moto.config(await moto.new_bucket())
-        locations = (
-            LocationConfig(
-                name="s3",
-                driver="s3",
-                bucket=s3.bucket,
-                endpoint_url=s3.endpoint_url,
-                access_key_id=s3.access_key_id,
-                secret_access_key=s3.secret_access_key,
-                part_bytes=5 << 20,
-            ),
-        )
+        bucket = await moto.new_bucket()
+        locations = (LocationConfig(**moto.location("s3", bucket, part_bytes=5 << 20)),)
     # Cheap password hashing: the tests check behaviour, not argon2's cost.
     return OriginConfig(
         listen="127.0.0.1:0",

@@ -28,22 +28,12 @@ async def regions(
     tmp_path: Path, postgres: PostgresServer, moto_server: MotoServer
 ) -> AsyncIterator[tuple[Replicas, str]]:
     bucket = await moto_server.new_bucket()
-    s3 = moto_server.config(bucket)
     group = Replicas(
         tmp_path,
         await postgres.new_database(),
         [
             {"name": "eu", "driver": "filesystem", "region": "eu", "path": str(tmp_path / "eu")},
-            {
-                "name": "us",
-                "driver": "s3",
-                "region": "us",
-                "bucket": bucket,
-                "endpoint_url": s3.endpoint_url,
-                "access_key_id": s3.access_key_id,
-                "secret_access_key": s3.secret_access_key,
-                "part_bytes": 5 * MiB,
-            },
+            moto_server.location("us", bucket, region="us", part_bytes=5 * MiB),
         ],
         {
             "default_locations": ["eu"],

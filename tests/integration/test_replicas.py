@@ -29,21 +29,10 @@ async def replicas(
     tmp_path: Path, postgres: PostgresServer, moto_server: MotoServer
 ) -> AsyncIterator[Replicas]:
     bucket = await moto_server.new_bucket()
-    s3 = moto_server.config(bucket)
     group = Replicas(
         tmp_path,
         await postgres.new_database(),
-        [
-            {
-                "name": "shared",
-                "driver": "s3",
-                "bucket": bucket,
-                "endpoint_url": s3.endpoint_url,
-                "access_key_id": s3.access_key_id,
-                "secret_access_key": s3.secret_access_key,
-                "part_bytes": 5 * MiB,
-            }
-        ],
+        [moto_server.location("shared", bucket, part_bytes=5 * MiB)],
         {
             "leader_poll_seconds": 0.5,
             "cache_ttl_seconds": 0.2,

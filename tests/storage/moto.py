@@ -93,6 +93,18 @@ class MotoServer:
             **options,
         )
 
+    def location(self, name: str, bucket: str, **options: Any) -> dict[str, Any]:
+        """An ``[[origin.locations]]`` table (or LocationConfig's fields) for a bucket here."""
+        return {
+            "name": name,
+            "driver": "s3",
+            "bucket": bucket,
+            "endpoint_url": self.url,
+            "access_key_id": ACCESS_KEY_ID,
+            "secret_access_key": SECRET_ACCESS_KEY,
+            **options,
+        }
+
     @asynccontextmanager
     async def client(self) -> AsyncIterator[Any]:
         """A plain aiobotocore client, to look behind a driver's back."""
