@@ -43,7 +43,7 @@ from origin.auth.accounts import AccountService
 from origin.auth.bootstrap import ensure_admin, ensure_replicators
 from origin.auth.ldap import LdapProvider
 from origin.auth.oidc import OidcProvider
-from origin.auth.signing import JWKS_MAX_AGE, FolderVault, SigningKeys
+from origin.auth.signing import JWKS_MAX_AGE, KEY_REFRESH_SECONDS, FolderVault, SigningKeys
 from origin.auth.throttle import Limits, LoginThrottle
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
@@ -291,7 +291,8 @@ async def _key_rotation(app: web.Application) -> AsyncIterator[None]:
         await refresh()
 
     app[SINGLETONS]["signing_key_rotation"] = lambda: repeat(rotate, 60, "signing-key-rotation")
-    async with running(signing_key_refresh=repeat(refresh, 60, "signing-key-refresh", 60)):
+    every = KEY_REFRESH_SECONDS
+    async with running(signing_key_refresh=repeat(refresh, every, "signing-key-refresh", every)):
         yield
 
 

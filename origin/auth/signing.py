@@ -32,7 +32,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ocicore.auth.scopes import Scope
 
 KeyState = Literal["next", "signing", "retiring"]
-JWKS_MAX_AGE = 300  # seconds verifiers may cache the key set; a new key is published this early
+JWKS_MAX_AGE = 300  # seconds verifiers may cache the key set
+KEY_REFRESH_SECONDS = 60  # how often every replica reads the keys again
+# A new key signs only once every verifier can know it: published by every replica (within a
+# refresh) and in every verifier's cache (within its max-age) by then.
+PUBLISH_AHEAD = JWKS_MAX_AGE + KEY_REFRESH_SECONDS
 
 
 def _b64(data: bytes) -> str:
@@ -128,7 +132,7 @@ class FolderVault:
 
 class SigningKeys:
     def __init__(
-        self, vault: KeyVault, keys: Sequence[SigningKey], publish_ahead: float = JWKS_MAX_AGE
+        self, vault: KeyVault, keys: Sequence[SigningKey], publish_ahead: float = PUBLISH_AHEAD
     ) -> None:
         if not keys:
             raise ValueError("at least one signing key is needed")
@@ -137,7 +141,7 @@ class SigningKeys:
         self.keys = sorted(keys, key=lambda k: k.created)
 
     @classmethod
-    async def open(cls, vault: KeyVault, publish_ahead: float = JWKS_MAX_AGE) -> SigningKeys:
+    async def open(cls, vault: KeyVault, publish_ahead: float = PUBLISH_AHEAD) -> SigningKeys:
         """The vault's keys, a first one made if it has none."""
         keys = await vault.load()
         if not keys:
