@@ -103,8 +103,8 @@ class UploadService:
 
     async def start(self, name: str) -> str:
         upload_id = str(uuid.uuid4())
+        await self.meta.create_upload(upload_id, name)  # first: it may refuse (a quota)
         await self.store.create_upload(upload_id)
-        await self.meta.create_upload(upload_id, name)
         self.in_progress.inc()
         return upload_id
 

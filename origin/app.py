@@ -32,7 +32,7 @@ from ocicore.web.pushes import PUSHES, BlobPushes
 from ocicore.web.sendfile import SendfilePool
 from ocicore.web.serve import ON_DRAIN
 from origin import api
-from origin.admin.history import TagRules, TimeMachine
+from origin.admin.history import Quotas, TagRules, TimeMachine
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
 from origin.admin.repositories import Repositories
@@ -59,6 +59,7 @@ from origin.keys import (
     ORGANIZATIONS,
     PEOPLE,
     PLACEMENTS,
+    QUOTAS,
     REPLICATION,
     REPOSITORIES,
     SENDFILE,
@@ -205,6 +206,7 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         int(config.time_machine_days * 86400),
     )
     app[TAG_RULES] = TagRules(accounts, app[AUDIT], ImmutableRules(app[META].engine))
+    app[QUOTAS] = Quotas(accounts, app[AUDIT], app[META], HistoryStore(app[META].engine))
     yield
 
 

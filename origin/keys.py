@@ -10,7 +10,7 @@ from aiohttp import web
 from ocicore.auth.tokens import TokenVerifier
 from ocicore.uploads import UploadService
 from ocicore.web.sendfile import SendfilePool
-from origin.admin.history import TagRules, TimeMachine
+from origin.admin.history import Quotas, TagRules, TimeMachine
 from origin.admin.organizations import Organizations
 from origin.admin.people import People
 from origin.admin.repositories import Repositories
@@ -53,3 +53,4 @@ SINGLETONS = web.AppKey("singletons", dict[str, Callable[[], Coroutine[Any, Any,
 TIME_MACHINE = web.AppKey("time_machine", TimeMachine)
 TAG_RULES = web.AppKey("tag_rules", TagRules)
 WEBHOOK_ADMIN = web.AppKey("webhook_admin", WebhookAdmin)
+QUOTAS = web.AppKey("quotas", Quotas)

@@ -34,6 +34,7 @@ _ON_BOTH_DATABASES = (
     "test_manifests",
     "test_oidc_login",
     "test_operations",
+    "test_quotas",
     "test_replication_feed",
     "test_revocation",
     "test_time_machine",

@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from ocicore.settings import parse_size
+
 DEFAULT_REGISTRY = "http://127.0.0.1:5000"
 
 
@@ -450,6 +452,27 @@ def _time_machine(commands: Any) -> None:
     c.add_argument("namespace")
     c.add_argument("--days", type=float, help="0 to 28")
     c.add_argument("--default", action="store_true", help="back to the origin's default")
+
+    quota = _group(commands, "quota", "a namespace's quota and the bytes it uses")
+    c = _command(
+        quota,
+        "show",
+        lambda a: Call("GET", f"/namespaces/{_q(a.namespace)}/quota"),
+        "the quota and the usage",
+    )
+    c.add_argument("namespace")
+    c = _command(
+        quota,
+        "set",
+        lambda a: Call(
+            "PUT",
+            f"/namespaces/{_q(a.namespace)}/quota",
+            {"quota_bytes": None if a.size == "none" else parse_size(a.size)},
+        ),
+        "set the quota (system admins): 500GiB, or none",
+    )
+    c.add_argument("namespace")
+    c.add_argument("size")
 
     rules = _group(commands, "immutable", "tags created once, never moved or deleted")
     c = _command(

@@ -139,3 +139,25 @@ class TagRules(Management):
         if not await self.rules.remove(namespace, rule_id):
             raise OCIError(ErrorCode.NOT_FOUND, "no such rule")
         self.record(caller, "immutable.remove", detail={"namespace": namespace, "id": rule_id})
+
+
+class Quotas(Management):
+    """A namespace's quota: set by system admins, read (with its usage) by its managers."""
+
+    def __init__(
+        self, accounts: AccountService, audit: AuditLog, meta: MetadataStore, history: HistoryStore
+    ) -> None:
+        super().__init__(accounts, audit)
+        self.meta = meta
+        self.history = history
+
+    async def get(self, caller: Caller, namespace: str) -> tuple[int | None, int]:
+        """The quota (None: none) and the bytes used."""
+        await self.require_manager(caller, await self.namespace(namespace), "quota.read")
+        return await self.meta.quota(namespace), await self.meta.usage(namespace)
+
+    async def set(self, caller: Caller, namespace: str, quota_bytes: int | None) -> None:
+        self.require_admin(caller, "quota.set")
+        await self.namespace(namespace)
+        await self.history.set_quota(namespace, quota_bytes)
+        self.record(caller, "quota.set", detail={"namespace": namespace, "bytes": quota_bytes})

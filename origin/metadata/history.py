@@ -86,11 +86,15 @@ class HistoryStore:
             return await conn.scalar(query)
 
     async def set_window(self, namespace: str, seconds: int | None) -> None:
+        await self._set(namespace, "time_machine_seconds", seconds)
+
+    async def set_quota(self, namespace: str, quota_bytes: int | None) -> None:
+        await self._set(namespace, "quota_bytes", quota_bytes)
+
+    async def _set(self, namespace: str, setting: str, value: int | None) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 upsert(conn, namespace_settings)
-                .values(namespace=namespace, time_machine_seconds=seconds)
-                .on_conflict_do_update(
-                    index_elements=["namespace"], set_={"time_machine_seconds": seconds}
-                )
+                .values(namespace=namespace, **{setting: value})
+                .on_conflict_do_update(index_elements=["namespace"], set_={setting: value})
             )

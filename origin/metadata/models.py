@@ -320,6 +320,7 @@ namespace_settings = Table(
     metadata,
     Column("namespace", NAME, primary_key=True),
     Column("time_machine_seconds", Integer, nullable=True),  # None: the origin's default
+    Column("quota_bytes", BigInteger, nullable=True),  # None: no quota
 )
 
 # Tags that may be created but never moved or deleted: a glob over tag names, for one

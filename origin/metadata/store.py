@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ocicore.digest import Digest
+from ocicore.errors import ErrorCode, OCIError
 from ocicore.manifest import Descriptor, Manifest
 from ocicore.uploads import Upload, UploadBusy
 from origin.metadata import placements
@@ -28,6 +29,7 @@ from origin.metadata.models import (
     immutable_tags,
     manifest_references,
     manifests,
+    namespace_settings,
     repositories,
     repository_blobs,
     tag_history,
@@ -133,6 +135,7 @@ class MetadataStore:
         in the same transaction; ``stored_at``: the location its bytes were just written to.
         The copies the repository's namespace needs are queued in the same transaction."""
         async with self.engine.begin() as conn:
+            await self._check_quota(conn, name, digest, size)
             if finished_upload is not None:
                 await conn.execute(delete(uploads).where(uploads.c.id == finished_upload))
             repo_id = await self._ensure_repo(conn, name)
@@ -150,6 +153,61 @@ class MetadataStore:
                 await placements.enqueue_missing(
                     conn, digest, placements.namespace_of(name), self.placement_defaults
                 )
+
+    async def usage(self, namespace: str, conn: AsyncConnection | None = None) -> int:
+        """Bytes of the distinct blobs the namespace's repositories hold."""
+        held = (
+            select(repository_blobs.c.digest)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .where(
+                (repositories.c.name == namespace)
+                | repositories.c.name.startswith(f"{namespace}/", autoescape=True)
+            )
+        )
+        query = select(func.coalesce(func.sum(blobs.c.size), 0)).where(blobs.c.digest.in_(held))
+        if conn is not None:
+            return int(await conn.scalar(query) or 0)
+        async with self.engine.connect() as own:
+            return int(await own.scalar(query) or 0)
+
+    async def quota(self, namespace: str, conn: AsyncConnection | None = None) -> int | None:
+        query = select(namespace_settings.c.quota_bytes).where(
+            namespace_settings.c.namespace == namespace
+        )
+        if conn is not None:
+            return await conn.scalar(query)
+        async with self.engine.connect() as own:
+            return await own.scalar(query)
+
+    async def _check_quota(
+        self, conn: AsyncConnection, name: str, digest: str | None, size: int
+    ) -> None:
+        """Refuse (403 DENIED) what would take the namespace past its quota: a blob it does not
+        hold yet (``digest``), or with None, anything more once it is full. A soft limit:
+        pushes racing each other can pass it by what they carry."""
+        namespace = namespace_of(name)
+        quota = await self.quota(namespace, conn)
+        if quota is None:
+            return
+        used = await self.usage(namespace, conn)
+        if digest is not None and size:
+            held = await conn.scalar(
+                select(func.count())
+                .select_from(repository_blobs.join(repositories))
+                .where(
+                    repository_blobs.c.digest == digest,
+                    (repositories.c.name == namespace)
+                    | repositories.c.name.startswith(f"{namespace}/", autoescape=True),
+                )
+            )
+            if held:
+                return
+        if used + size > quota or (digest is None and used >= quota):
+            raise OCIError(
+                ErrorCode.DENIED,
+                {"namespace": namespace, "used_bytes": used, "quota_bytes": quota},
+                message=f"namespace {namespace} is over its quota ({used} of {quota} bytes used)",
+            )
 
     async def placements(self, digest: str) -> list[str]:
         """The locations holding the blob's bytes."""
@@ -173,6 +231,7 @@ class MetadataStore:
     # -- uploads ---------------------------------------------------------------------------
     async def create_upload(self, upload_id: str, name: str) -> None:
         async with self.engine.begin() as conn:
+            await self._check_quota(conn, name, None, 0)
             await conn.execute(insert(uploads).values(id=upload_id, repository=name, offset=0))
 
     async def get_upload(self, upload_id: str) -> Upload | None:

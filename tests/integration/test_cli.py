@@ -152,4 +152,6 @@ async def test_an_operator_goes_back_in_time_and_places_a_namespace(
     (logged,) = await ok(o, "webhooks", "deliveries", "ops", str(hook["id"]))
     assert logged["event"] == "ping"
     await ok(o, "webhooks", "remove", "ops", str(hook["id"]))
+    assert (await ok(o, "quota", "set", "ops", "5GiB"))["quota_bytes"] == 5 << 30
+    assert (await ok(o, "quota", "show", "ops"))["used_bytes"] > 0
     assert await ok(o, "webhooks", "list", "ops") == []

@@ -118,3 +118,24 @@ async def test_skopeo_shows_why_an_immutable_tag_refused_its_push(
     )  # fmt: skip
     assert code != 0
     assert "tag v1 is immutable (rule v*)" in out
+
+
+async def test_skopeo_shows_why_a_quota_refused_its_push(
+    origin_process: OriginProcess, tmp_path: Path
+) -> None:
+    host = origin_process.url.removeprefix("http://")
+    admin = {"Authorization": aiohttp.encode_basic_auth(*creds(origin_process).split(":", 1))}
+    async with aiohttp.ClientSession(base_url=origin_process.url, headers=admin) as http:
+        async with http.post("/api/v1/organizations", json={"name": "small"}) as r:
+            assert r.status == 201, await r.text()
+        quota = {"quota_bytes": 1 << 20}  # the image's first layer alone is 2 MiB
+        async with http.put("/api/v1/namespaces/small/quota", json=quota) as r:
+            assert r.status == 200, await r.text()
+    write_oci_layout(tmp_path / "big", "v1", layers())
+    code, out = await attempt(
+        "skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
+        "--dest-creds", creds(origin_process),
+        f"oci:{tmp_path / 'big'}:v1", f"docker://{host}/small/app:v1",
+    )  # fmt: skip
+    assert code != 0
+    assert "namespace small is over its quota" in out

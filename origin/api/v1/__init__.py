@@ -65,6 +65,8 @@ OPERATIONS = (
     Operation("DELETE", P + "/namespaces/{namespace}/webhooks/{hook_id}", webhooks.remove_webhook, "Remove a webhook (its managers)", status=204),
     Operation("GET", P + "/namespaces/{namespace}/webhooks/{hook_id}/deliveries", webhooks.list_deliveries, "A webhook's delivery log, newest first (its managers)", response=schemas.WebhookDelivery, many=True),
     Operation("POST", P + "/namespaces/{namespace}/webhooks/{hook_id}/test", webhooks.ping_webhook, "Deliver a ping now; the delivery as it ended (its managers)", response=schemas.WebhookDelivery),
+    Operation("GET", P + "/namespaces/{namespace}/quota", history.get_quota, "The namespace's quota and the bytes it uses (its managers)", response=schemas.Quota),
+    Operation("PUT", P + "/namespaces/{namespace}/quota", history.set_quota, "Set a namespace's quota in bytes; null: none (system admins)", body=schemas.QuotaSet, response=schemas.Quota),
     Operation("GET", P + "/audit", audit.query_audit, "Audit events, filtered, a page at a time (system admins)", response=schemas.AuditPage, query=audit.FILTERS + audit.PAGING),
     Operation("GET", P + "/audit/export", audit.export_audit, "Every matching audit event as JSON lines (system admins)", response=schemas.AuditEvent, query=audit.FILTERS, content_type="application/x-ndjson"),
     Operation("GET", P + "/signing-keys", keys.list_signing_keys, "The token signing keys and their state (system admins)", response=schemas.SigningKey, many=True),

@@ -11,7 +11,7 @@ from ocicore.errors import ErrorCode, OCIError
 from origin.admin.base import Caller
 from origin.api.v1 import schemas
 from origin.api.v1.spec import json
-from origin.keys import TAG_RULES, TIME_MACHINE
+from origin.keys import QUOTAS, TAG_RULES, TIME_MACHINE
 
 
 async def tag_history(request: web.Request, caller: Caller, _: Any) -> web.Response:
@@ -104,3 +104,19 @@ async def remove_immutable(request: web.Request, caller: Caller, _: Any) -> web.
         raise OCIError(ErrorCode.NOT_FOUND, "no such rule")
     await request.app[TAG_RULES].remove(caller, request.match_info["namespace"], int(text))
     return web.Response(status=204)
+
+
+async def _quota(request: web.Request, caller: Caller) -> web.Response:
+    namespace = request.match_info["namespace"]
+    quota, used = await request.app[QUOTAS].get(caller, namespace)
+    return json(schemas.Quota(namespace=namespace, quota_bytes=quota, used_bytes=used))
+
+
+async def get_quota(request: web.Request, caller: Caller, _: Any) -> web.Response:
+    return await _quota(request, caller)
+
+
+async def set_quota(request: web.Request, caller: Caller, body: schemas.QuotaSet) -> web.Response:
+    wanted = None if body.quota_bytes is None else int(body.quota_bytes)
+    await request.app[QUOTAS].set(caller, request.match_info["namespace"], wanted)
+    return await _quota(request, caller)

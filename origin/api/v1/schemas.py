@@ -331,12 +331,26 @@ class TimeMachineWindow(Response):
     seconds: int = Field(description="How long a tag's ended states stay restorable")
 
 
+def _whole(number: float) -> float:
+    if number != int(number):
+        raise ValueError("a whole number is needed")
+    return number
+
+
+def whole(at_most: int) -> Any:
+    """A whole number from 0 to ``at_most``: JSON has numbers, not integers, and 3600.0 is a
+    whole number too (read it with int())."""
+    exact = Annotated[int, Field(ge=0, le=at_most)]  # a JSON integer, however large, exactly
+    # A float (3600.0) only where floats are exact: past 2**53 they round, bounds included.
+    spelled = Annotated[
+        float, Field(multiple_of=1, ge=0, le=min(at_most, 2**53)), AfterValidator(_whole)
+    ]
+    return exact | spelled
+
+
 class TimeMachineSet(Request):
-    seconds: float | None = Field(  # whole seconds; 3600.0 is one too
-        multiple_of=1,
-        ge=0,
-        le=28 * 86400,
-        description="0 to 4 weeks; null: the origin's default",
+    seconds: whole(28 * 86400) | None = Field(  # type: ignore[valid-type]
+        description="0 to 4 weeks; null: the origin's default"
     )
 
 
@@ -403,3 +417,13 @@ class WebhookDelivery(Response):
     created_at: Time
     finished_at: Time | None
     payload: dict[str, Any]
+
+
+class Quota(Response):
+    namespace: str
+    quota_bytes: int | None = Field(description="None: no quota")
+    used_bytes: int = Field(description="The distinct blobs its repositories hold")
+
+
+class QuotaSet(Request):
+    quota_bytes: whole(2**62) | None = Field(description="null: no quota")  # type: ignore[valid-type]
