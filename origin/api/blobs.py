@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ocicore.errors import ErrorCode, OCIError
+from ocicore.storage.driver import NotFound
 from ocicore.web.sendfile import BlobFileResponse
 from origin.api.common import audit, digest_param, repo
 from origin.keys import BLOBS, SENDFILE
@@ -39,6 +41,13 @@ def _range(request: web.Request, size: int) -> tuple[int, int] | None:
     return start, stop
 
 
+def _lost(info: BlobInfo) -> OCIError:
+    """The database says the blob is here, its location says it is not: an operator's (or a
+    storage's) accident, not the client's; 503 so that clients try again (another replica's
+    location may have it)."""
+    return OCIError(ErrorCode.BLOB_UNKNOWN, str(info.digest), status=503)
+
+
 async def _stream(
     request: web.Request, info: BlobInfo, headers: dict[str, str]
 ) -> web.StreamResponse:
@@ -49,8 +58,14 @@ async def _stream(
     if wanted:
         response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{info.size}"
     response.content_length = stop - start
+    chunks = aiter(info.store.read(info.digest, start, stop - start))
+    try:
+        first = await anext(chunks, b"")  # a location that lost the bytes fails before 200
+    except NotFound:
+        raise _lost(info) from None
     await response.prepare(request)
-    async for chunk in info.store.read(info.digest, start, stop - start):
+    await response.write(first)
+    async for chunk in chunks:
         await response.write(chunk)
     await response.write_eof()
     return response
@@ -71,7 +86,10 @@ async def get(request: web.Request) -> web.StreamResponse:
         headers["Content-Length"] = str(info.size)
         return web.Response(headers=headers)
     if "Range" not in request.headers:
-        data = await request.app[BLOBS].small_content(info)
+        try:
+            data = await request.app[BLOBS].small_content(info)
+        except NotFound:
+            raise _lost(info) from None
         if data is not None:
             return web.Response(body=data, headers=headers)
     else:
