@@ -89,7 +89,7 @@ from origin.registry.cache import ReadCache
 from origin.registry.manifests import ManifestService
 from origin.registry.torrents import TorrentService
 from origin.replication import Replication
-from origin.webhooks import Webhooks
+from origin.webhooks import PublicResolver, Webhooks
 
 _log = structlog.get_logger("wharf.origin")
 
@@ -301,13 +301,16 @@ async def _key_rotation(app: web.Application) -> AsyncIterator[None]:
 async def _webhooks(app: web.Application) -> AsyncIterator[None]:
     """Webhooks: delivered by the leader (a singleton); test deliveries from any replica."""
     config = app[CONFIG]
-    async with aiohttp.ClientSession() as http:
+    # Names resolve to public addresses only, unless private networks are allowed.
+    resolver = None if config.webhooks_private_networks else PublicResolver()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as http:
         hooks = Webhooks(
             WebhookStore(app[META].engine),
             http,
             app[METRICS].registry,
             config.webhooks_private_networks,
             config.webhook_max_attempts,
+            retry_base=config.webhook_retry_base_seconds,
         )
         app[WEBHOOK_ADMIN] = WebhookAdmin(app[PEOPLE].accounts, app[AUDIT], hooks)
         app[SINGLETONS]["webhooks"] = hooks.run

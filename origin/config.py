@@ -73,6 +73,7 @@ class OriginConfig(NodeSettings, ServerSettings):
     # public ones, so a hook cannot reach inside the network).
     webhooks_private_networks: bool = False
     webhook_max_attempts: int = 8  # a failing delivery is retried with backoff this often
+    webhook_retry_base_seconds: float = 30.0  # the first retry's delay, doubling after
     audit_retention_days: float = 400.0  # a year and a bit: long enough for yearly audits
     ldap: LdapConfig | None = None
     oidc: OidcConfig | None = None

@@ -9,8 +9,9 @@ receivers should use ``X-Wharf-Delivery`` to drop repeats.
 
 Each delivery is ``POST <url>`` with a JSON body and headers ``X-Wharf-Event``,
 ``X-Wharf-Delivery`` and ``X-Wharf-Signature-256: sha256=<hex HMAC-SHA256 of the body with
-the hook's secret>``. A hook's deliveries go one at a time, in the order of the events (a
-failed one is retried after those behind it). Addresses on private, loopback and link-local networks are refused
+the hook's secret>``. A hook's deliveries go one at a time, in the order of the events,
+except that a failed one is retried (30 s doubling to an hour, 8 attempts) after those behind
+it. Addresses on private, loopback and link-local networks are refused
 unless ``webhooks_private_networks`` allows them (a hook must not reach inside the network).
 """
 
@@ -21,12 +22,17 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import random
+import socket
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from origin.metadata.placements import namespace_of
@@ -38,13 +44,36 @@ EVENTS = ("push", "tag_delete", "manifest_delete", "replication_failure", "ping"
 _KINDS = {"push": "push", "untag": "tag_delete", "delete": "manifest_delete"}
 IDLE_SECONDS = 0.5
 MAX_RETRY_SECONDS = 3600.0
+BASE_RETRY_SECONDS = 30.0
+
+
+def backoff(attempts: int, base: float) -> float:
+    """Seconds before the next attempt: ``base`` doubling to an hour, give or take a tenth (so
+    that a receiver back up is not hit by every retry at once). With 30 s, eight attempts
+    span about two hours."""
+    jitter = random.uniform(0.9, 1.1)  # noqa: S311 - spreading retries, not a secret
+    return min(base * 2.0**attempts, MAX_RETRY_SECONDS) * jitter
+
+
+class PublicResolver(ThreadedResolver):
+    """Resolves to public addresses only: checked where the connection is made, so a name
+    that answers differently the second time (DNS rebinding) still cannot lead inside."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await super().resolve(host, port, family)
+        public = [r for r in found if ipaddress.ip_address(r["host"]).is_global]
+        if not public:
+            raise Refused("not a public address")
+        return public
 
 
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class Refused(Exception):
+class Refused(OSError):
     """The hook's address is not one deliveries may go to."""
 
 
@@ -57,7 +86,9 @@ class Webhooks:
         private_networks: bool = False,
         max_attempts: int = 8,
         timeout: float = 10.0,
+        retry_base: float = BASE_RETRY_SECONDS,
     ) -> None:
+        self.retry_base = retry_base
         self.store = store
         self.http = http
         self.private_networks = private_networks
@@ -79,6 +110,7 @@ class Webhooks:
     async def dispatch(self) -> int:
         """Queue deliveries for the next events of the feed; how many events were read."""
         cursor, rows = await self.store.next_events(500)
+        rows = settled(cursor, rows, datetime.now(UTC))
         if not rows:
             return 0
         hooks = await self.store.hooks()
@@ -92,7 +124,7 @@ class Webhooks:
                 "repository": row.repository,
                 "digest": row.digest,
                 "tag": row.tag,
-                "at": row.at.isoformat(),
+                "at": (row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)).isoformat(),
                 "seq": row.seq,
             }
             for hook in _subscribed(hooks, namespace_of(row.repository), event):
@@ -146,10 +178,13 @@ class Webhooks:
                     error = f"the receiver answered {status}"
             except Refused as refused:
                 error = str(refused)
+            except aiohttp.ClientConnectorError as exc:
+                private = isinstance(exc.os_error, Refused)
+                error = "not a public address" if private else "could not connect"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                error = str(exc) or type(exc).__name__
+                error = type(exc).__name__  # no more: internal details stay inside
         last = delivery.attempts + 1 >= self.max_attempts or hook is None
-        retry_in = None if last else min(2.0**delivery.attempts, MAX_RETRY_SECONDS)
+        retry_in = None if last else backoff(delivery.attempts, self.retry_base)
         result = "delivered" if error is None else "failed" if retry_in is None else "retry"
         self._sent.labels(result).inc()
         if error is not None:
@@ -165,7 +200,7 @@ class Webhooks:
         return found[0] if found else None
 
     async def _post(self, hook: Hook, delivery: Delivery) -> int:
-        await self._check_address(hook.url)
+        self._check_address(hook.url)
         body = json.dumps({**delivery.payload, "delivery": delivery.id}).encode()
         headers = {
             "Content-Type": "application/json",
@@ -184,15 +219,37 @@ class Webhooks:
             await r.read()
             return r.status
 
-    async def _check_address(self, url: str) -> None:
+    def _check_address(self, url: str) -> None:
+        """An address written in the URL is not resolved (so the resolver cannot refuse it):
+        check it here. Names are checked by :class:`PublicResolver`."""
         if self.private_networks:
             return
         host = urlsplit(url).hostname or ""
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                raise Refused(f"{host} resolves to {address}, not a public address")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return
+        if not address.is_global:
+            raise Refused("not a public address")
+
+
+GAP_SECONDS = 10.0  # how long a missing sequence number may be a change still committing
+
+
+def settled(cursor: int, rows: Sequence[Any], now: datetime) -> list[Any]:
+    """The events the cursor may move over: numbers are taken when a change inserts its
+    event but become visible when it commits, so a gap may be a change still committing.
+    Stop before a gap younger than ``GAP_SECONDS`` (an older one is a change that rolled
+    back)."""
+    taken = []
+    expected = cursor + 1
+    for row in rows:
+        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+        if row.seq != expected and (now - at).total_seconds() < GAP_SECONDS:
+            break
+        taken.append(row)
+        expected = row.seq + 1
+    return taken
 
 
 def _subscribed(hooks: Sequence[Hook], namespace: str, event: str) -> list[Hook]:

@@ -70,7 +70,10 @@ class WebhookAdmin(Management):
         """Deliver a ``ping`` now (retried later like any delivery if it fails)."""
         hook = await self._hook(caller, namespace, hook_id, "webhook.test")
         delivery_id = await self.webhooks.store.enqueue(
-            hook.id, "ping", {"event": "ping", "namespace": namespace, "hook": hook.id}
+            hook.id,
+            "ping",
+            {"event": "ping", "namespace": namespace, "hook": hook.id},
+            due_in=3600,  # sent here, now: not also by the leader's sender meanwhile
         )
         delivery = await self.webhooks.store.delivery(delivery_id)
         assert delivery is not None

@@ -51,7 +51,7 @@ class HistoryStore:
             )
             .join(repositories, repositories.c.id == tag_history.c.repository_id)
             .where(repositories.c.name == name, tag_history.c.tag == tag)
-            .order_by(tag_history.c.started_at.desc(), tag_history.c.id.desc())
+            .order_by(tag_history.c.id.desc())  # the order of the changes, whatever the clocks
             .limit(limit)
         )
         async with self.engine.connect() as conn:

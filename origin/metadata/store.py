@@ -68,6 +68,7 @@ class MissingReferences(Exception):
 
 
 UPLOAD_LOCKS = 0x57485550  # "WHUP": the advisory lock space of upload sessions
+TAG_LOCKS = 0x57485447  # "WHTG": and of tags
 
 
 class MetadataStore:
@@ -350,6 +351,11 @@ class MetadataStore:
             ).scalar_one_or_none()
             if existing is None:
                 await self._insert_manifest(conn, repo_id, manifest)
+            if tag is not None:
+                # From here to the commit no other change of this tag runs: where it points,
+                # whether this moves it, its history and its feed event are read and written
+                # in the order the changes happen.
+                await self._lock_tag(conn, repo_id, tag)
             previous = (
                 await conn.scalar(
                     select(tags.c.manifest_digest).where(
@@ -363,9 +369,6 @@ class MetadataStore:
             if moved and previous is not None:
                 await self._check_mutable(conn, name, [tag])
             if tag is not None:
-                # The tag's row is locked from here to the commit, so concurrent pushes of
-                # one tag write their events in the order they move it: the feed's last word
-                # on a tag is where the tag points.
                 await self._point(conn, repo_id, tag, digest, moved)
             if existing is None or moved:
                 await conn.execute(
@@ -373,6 +376,17 @@ class MetadataStore:
                         repository=name, kind="push", digest=digest, tag=tag, at=_now()
                     )
                 )
+
+    @staticmethod
+    async def _lock_tag(conn: AsyncConnection, repo_id: int, tag: str) -> None:
+        """Hold the tag (existing or not) until the transaction ends. PostgreSQL: a
+        transaction advisory lock; SQLite: its single writer already serializes changes (a
+        transaction that read a tag another then changed fails rather than writes over it)."""
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+                {"space": TAG_LOCKS, "key": f"{repo_id}:{tag}"},
+            )
 
     async def _check_mutable(
         self, conn: AsyncConnection, name: str, names: Sequence[str | None]
@@ -486,25 +500,24 @@ class MetadataStore:
             repo_id = await self._repo_id(conn, name)
             if repo_id is None:
                 return False
+            # The tags are those the delete itself removes (not those a read saw a moment
+            # earlier): a tag moved onto this manifest meanwhile goes too, with its history.
             untagged = list(
                 (
                     await conn.execute(
-                        select(tags.c.name).where(
-                            tags.c.repository_id == repo_id, tags.c.manifest_digest == digest
-                        )
+                        delete(tags)
+                        .where(tags.c.repository_id == repo_id, tags.c.manifest_digest == digest)
+                        .returning(tags.c.name)
                     )
                 ).scalars()
             )
-            await self._check_mutable(conn, name, untagged)
-            await self._end_history(conn, repo_id, untagged, _now())
+            await self._check_mutable(conn, name, untagged)  # raises: the transaction undone
+            now = _now()
+            await self._end_history(conn, repo_id, untagged, now)
             feed = [
-                {"repository": name, "kind": "untag", "digest": digest, "tag": t} for t in untagged
+                {"repository": name, "kind": "untag", "digest": digest, "tag": t, "at": now}
+                for t in untagged
             ]
-            await conn.execute(
-                delete(tags).where(
-                    tags.c.repository_id == repo_id, tags.c.manifest_digest == digest
-                )
-            )
             result = await conn.execute(
                 delete(manifests).where(
                     manifests.c.repository_id == repo_id, manifests.c.digest == digest
@@ -533,6 +546,7 @@ class MetadataStore:
             repo_id = await self._repo_id(conn, name)
             if repo_id is None:
                 return None, False
+            await self._lock_tag(conn, repo_id, tag)
             held = await conn.scalar(
                 select(manifests.c.id).where(
                     manifests.c.repository_id == repo_id, manifests.c.digest == digest
@@ -569,6 +583,7 @@ class MetadataStore:
             repo_id = await self._repo_id(conn, name)
             if repo_id is None:
                 return False
+            await self._lock_tag(conn, repo_id, tag)
             digest = (
                 await conn.execute(
                     select(tags.c.manifest_digest).where(

@@ -78,7 +78,10 @@ class WebhookStore:
             return result.rowcount > 0
 
     # -- deliveries ------------------------------------------------------------------------
-    async def enqueue(self, hook_id: int, event: str, payload: dict[str, Any]) -> int:
+    async def enqueue(
+        self, hook_id: int, event: str, payload: dict[str, Any], due_in: float = 0.0
+    ) -> int:
+        """Queue a delivery, due in ``due_in`` seconds (later: its caller sends it first)."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 insert(webhook_deliveries).values(
@@ -86,7 +89,7 @@ class WebhookStore:
                     event=event,
                     payload=payload,
                     state="pending",
-                    due_at=datetime.now(UTC),
+                    due_at=datetime.now(UTC) + timedelta(seconds=due_in),
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]

@@ -46,7 +46,9 @@ async def receiver(aiohttp_server: AiohttpServer) -> Receiver:
 @pytest.fixture
 async def origin_with_hooks(aiohttp_client: AiohttpClient, origin_config: OriginConfig) -> Client:
     # The receiver is on loopback: allowed here, refused by default (see the last test).
-    config = dataclasses.replace(origin_config, webhooks_private_networks=True)
+    config = dataclasses.replace(
+        origin_config, webhooks_private_networks=True, webhook_retry_base_seconds=0.5
+    )
     return await aiohttp_client(create_app(config), middlewares=(admin_auth(config.data_dir),))
 
 
@@ -119,7 +121,7 @@ async def test_a_failing_receiver_gets_retries_with_backoff(
                      {"url": receiver.url, "events": ["push"]}, expect=201)  # fmt: skip
     receiver.answers[:] = [500, 503]
     await push_image(client, "team/app", "v1", make_image("retried"))
-    await waited(lambda: len(receiver.received) >= 3)  # failed, failed (1 s, 2 s later), done
+    await waited(lambda: len(receiver.received) >= 3)  # failed, failed (~0.5 s, ~1 s later), done
     bodies = {body for _, body in receiver.received}
     assert len(bodies) == 1  # the same delivery each time
     path = f"/namespaces/team/webhooks/{hook['id']}/deliveries"
@@ -148,6 +150,12 @@ async def test_hooks_reach_no_private_address_by_default_and_only_managers_add_t
     ping = await api(origin, "POST", f"/namespaces/team/webhooks/{hook['id']}/test", auth)
     assert ping["state"] == "pending"  # to be retried, and refused again
     assert "not a public address" in ping["last_error"]
+    # A name is checked where the connection is made, whatever it resolved to before.
+    by_name = receiver.url.replace("127.0.0.1", "localhost")
+    named = await api(origin, "POST", "/namespaces/team/webhooks", auth,
+                      {"url": by_name, "events": ["push"]}, expect=201)  # fmt: skip
+    ping = await api(origin, "POST", f"/namespaces/team/webhooks/{named['id']}/test", auth)
+    assert ping["last_error"] == "not a public address"
     assert receiver.received == []
     await api(origin, "POST", "/users", auth, {"name": "eve", "password": "eves-password"},
               expect=201)  # fmt: skip
