@@ -11,9 +11,11 @@ catches up from where it stopped.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -111,11 +113,14 @@ class Replication:
         deadline = loop.time() + min(max(wait, 0.0), self.max_wait)
         while True:
             news = self._news
-            found, cursor = await self._scan(region, after, limit)
+            found, cursor, held_back = await self._scan(region, after, limit)
             if found or self._closing or loop.time() >= deadline:
                 return found, cursor
             if cursor > after:  # a page of events for other regions: read on, don't wait
                 after = cursor
+                continue
+            if held_back:  # behind a change still committing: its commit comes in a moment
+                await asyncio.sleep(0.05)
                 continue
             try:
                 async with asyncio.timeout(deadline - loop.time()):
@@ -123,7 +128,9 @@ class Replication:
             except TimeoutError:
                 pass
 
-    async def _scan(self, region: str, after: int, limit: int) -> tuple[list[Event], int]:
+    async def _scan(self, region: str, after: int, limit: int) -> tuple[list[Event], int, bool]:
+        """Events for ``region`` after ``after``, the cursor past them, and whether events
+        were held back behind a gap (:func:`settled`)."""
         rules = [r for r in await self.rules() if region in r.regions]
         async with self.engine.connect() as conn:
             rows = (
@@ -131,6 +138,9 @@ class Replication:
                     select(events).where(events.c.seq > after).order_by(events.c.seq).limit(1000)
                 )
             ).all()
+        visible = len(rows)
+        rows = settled(after, rows, datetime.now(UTC))
+        held_back = len(rows) < visible
         found: list[Event] = []
         cursor = after
         for row in rows:
@@ -141,7 +151,26 @@ class Replication:
                     break
                 found.append(event)
             cursor = event.seq
-        return found, cursor
+        return found, cursor, held_back
+
+
+GAP_SECONDS = 10.0  # how long a missing sequence number may be a change still committing
+
+
+def settled(cursor: int, rows: Sequence[Any], now: datetime) -> list[Any]:
+    """The events the cursor may move over: numbers are taken when a change inserts its
+    event but become visible when it commits, so a gap may be a change still committing.
+    Stop before a gap younger than ``GAP_SECONDS`` (an older one is a change that rolled
+    back)."""
+    taken = []
+    expected = cursor + 1
+    for row in rows:
+        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+        if row.seq != expected and (now - at).total_seconds() < GAP_SECONDS:
+            break
+        taken.append(row)
+        expected = row.seq + 1
+    return taken
 
 
 def _rule(m: object) -> Rule:

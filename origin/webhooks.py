@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from origin.metadata.placements import namespace_of
 from origin.metadata.webhooks import Delivery, Hook, WebhookStore
+from origin.replication import settled
 
 _log = structlog.get_logger("wharf.origin.webhooks")
 
@@ -231,25 +232,6 @@ class Webhooks:
             return
         if not address.is_global:
             raise Refused("not a public address")
-
-
-GAP_SECONDS = 10.0  # how long a missing sequence number may be a change still committing
-
-
-def settled(cursor: int, rows: Sequence[Any], now: datetime) -> list[Any]:
-    """The events the cursor may move over: numbers are taken when a change inserts its
-    event but become visible when it commits, so a gap may be a change still committing.
-    Stop before a gap younger than ``GAP_SECONDS`` (an older one is a change that rolled
-    back)."""
-    taken = []
-    expected = cursor + 1
-    for row in rows:
-        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
-        if row.seq != expected and (now - at).total_seconds() < GAP_SECONDS:
-            break
-        taken.append(row)
-        expected = row.seq + 1
-    return taken
 
 
 def _subscribed(hooks: Sequence[Hook], namespace: str, event: str) -> list[Hook]:

@@ -1,12 +1,13 @@
-"""The webhook dispatcher moves its cursor only over events whose predecessors are visible:
-a missing number may be a change still committing (its event would be lost for good)."""
+"""Readers of the event feed (edges' cursors, the webhook dispatcher) move only over events
+whose predecessors are visible: a missing number may be a change still committing (its event
+would be lost for good)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from origin.webhooks import GAP_SECONDS, settled
+from origin.replication import GAP_SECONDS, settled
 
 
 @dataclass(frozen=True)
