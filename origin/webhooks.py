@@ -26,6 +26,7 @@ import random
 import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,28 +143,41 @@ class Webhooks:
 
     # -- delivering ----------------------------------------------------------------------
     async def run(self) -> None:
-        """Dispatch and deliver until cancelled (on the leading replica)."""
-        while True:
-            try:
-                read = await self.dispatch()
-                due = await self.store.due(16)
-                by_hook: dict[int, list[Delivery]] = {}
-                for delivery in due:
-                    by_hook.setdefault(delivery.hook_id, []).append(delivery)
-                await asyncio.gather(*(self._in_order(group) for group in by_hook.values()))
-                self._pending.set(await self.store.pending())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database is away: try again soon
-                _log.warning("webhook round failed", error=str(exc) or type(exc).__name__)
-                read, due = 0, []
-            if not read and not due:
-                await asyncio.sleep(IDLE_SECONDS)
+        """Dispatch and deliver until cancelled (on the leading replica). Each hook has its
+        own sender, so a slow or dead receiver delays only its own deliveries."""
+        senders: dict[int, asyncio.Task[None]] = {}
+        try:
+            while True:
+                try:
+                    read = await self.dispatch()
+                    due = await self.store.due(64, busy=list(senders))
+                    by_hook: dict[int, list[Delivery]] = {}
+                    for delivery in due:
+                        by_hook.setdefault(delivery.hook_id, []).append(delivery)
+                    for hook_id, group in by_hook.items():
+                        senders[hook_id] = asyncio.create_task(self._in_order(group))
+                        senders[hook_id].add_done_callback(partial(_done, senders, hook_id))
+                    self._pending.set(await self.store.pending())
+                except Exception as exc:  # the database is away: try again soon
+                    _log.warning("webhook round failed", error=str(exc) or type(exc).__name__)
+                    read, due = 0, []
+                if not read and not due:
+                    await asyncio.sleep(IDLE_SECONDS)
+        finally:
+            for task in list(senders.values()):
+                task.cancel()
+            await asyncio.gather(*senders.values(), return_exceptions=True)
 
     async def _in_order(self, deliveries: list[Delivery]) -> None:
-        """A hook's deliveries one after the other, oldest first (hooks in parallel)."""
+        """A hook's deliveries one after the other, oldest first."""
         for delivery in deliveries:
-            await self.attempt(delivery)
+            try:
+                await self.attempt(delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: the delivery stays due
+                _log.warning("webhook attempt not recorded", error=str(exc) or type(exc).__name__)
+                return
 
     async def attempt(self, delivery: Delivery) -> Delivery:
         """One attempt at a delivery, recorded; the delivery as it is afterwards."""
@@ -232,6 +246,10 @@ class Webhooks:
             return
         if not address.is_global:
             raise Refused("not a public address")
+
+
+def _done(senders: dict[int, asyncio.Task[None]], hook_id: int, _: object) -> None:
+    senders.pop(hook_id, None)
 
 
 def _subscribed(hooks: Sequence[Hook], namespace: str, event: str) -> list[Hook]:

@@ -184,10 +184,15 @@ class MetadataStore:
         self, conn: AsyncConnection, name: str, digest: str | None, size: int
     ) -> None:
         """Refuse (403 DENIED) what would take the namespace past its quota: a blob it does not
-        hold yet (``digest``), or with None, anything more once it is full. A soft limit:
-        pushes racing each other can pass it by what they carry."""
+        hold yet (``digest``), or with None, anything more once it is full."""
         namespace = namespace_of(name)
-        quota = await self.quota(namespace, conn)
+        # The settings row stays locked to the commit: pushes into a namespace with a quota
+        # count their bytes one after the other (PostgreSQL; SQLite has one writer anyway).
+        quota = await conn.scalar(
+            select(namespace_settings.c.quota_bytes)
+            .where(namespace_settings.c.namespace == namespace)
+            .with_for_update()
+        )
         if quota is None:
             return
         used = await self.usage(namespace, conn)

@@ -94,12 +94,14 @@ class WebhookStore:
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    async def due(self, limit: int) -> list[Delivery]:
+    async def due(self, limit: int, busy: Sequence[int] = ()) -> list[Delivery]:
+        """Deliveries due now, oldest first, but none of the hooks in ``busy``."""
         query = (
             select(webhook_deliveries)
             .where(
                 webhook_deliveries.c.state == "pending",
                 webhook_deliveries.c.due_at <= datetime.now(UTC),
+                webhook_deliveries.c.hook_id.not_in(busy),
             )
             .order_by(webhook_deliveries.c.due_at, webhook_deliveries.c.id)
             .limit(limit)
