@@ -39,7 +39,7 @@ class Entry:
 
 class BlobStore:
     def __init__(self, root: Path, capacity: int) -> None:
-        self.files = ContentStore(root)
+        self.files = ContentStore(root, replace=True)  # fills in flight keep their files
         self.capacity = capacity
         self.index = diskcache.Cache(str(root / "index"), eviction_policy="none", size_limit=2**50)
         self._entries: dict[str, Entry] = {}

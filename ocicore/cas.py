@@ -75,8 +75,12 @@ async def _bounded(
 
 
 class BlobStore:
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, replace: bool = False) -> None:
+        """``replace``: a verified upload of a blob already held replaces it (an edge's own
+        fills: readers of the upload keep their file) instead of being dropped (the origin:
+        content by digest never changes under anyone)."""
         self.driver = driver
+        self.replace = replace
 
     @property
     def name(self) -> str:
@@ -163,7 +167,7 @@ class BlobStore:
         if hexdigest is not None:
             if hexdigest != digest.encoded:
                 raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
-            held = await self.driver.stat(blob_key(digest))
+            held = None if self.replace else await self.driver.stat(blob_key(digest))
             if held is not None:
                 # Published and verified before: content by digest is never replaced, so no
                 # later upload (however it was written) can change what others pull.
@@ -199,9 +203,9 @@ class BlobStore:
 class ContentStore(BlobStore):
     """The blob store on a local filesystem: files the edge links, seeds and sends."""
 
-    def __init__(self, root: Path, name: str = "local") -> None:
+    def __init__(self, root: Path, name: str = "local", replace: bool = False) -> None:
         self.files = FilesystemDriver(root, name)
-        super().__init__(self.files)
+        super().__init__(self.files, replace)
         self.root = root
         (root / "blobs").mkdir(parents=True, exist_ok=True)
 
