@@ -95,6 +95,17 @@ async def test_images_move_between_wharf_and_distribution_unchanged(
         assert inspected["Digest"] == digest
 
 
+async def refused_push(origin: OriginProcess, source: str, reference: str) -> str:
+    """What skopeo prints when the origin refuses its push of ``source`` to ``reference``."""
+    host = origin.url.removeprefix("http://")
+    code, out = await attempt(
+        "skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
+        "--dest-creds", creds(origin), source, f"docker://{host}/{reference}",
+    )  # fmt: skip
+    assert code != 0
+    return out
+
+
 async def test_skopeo_shows_why_an_immutable_tag_refused_its_push(
     origin_process: OriginProcess, tmp_path: Path
 ) -> None:
@@ -111,19 +122,13 @@ async def test_skopeo_shows_why_an_immutable_tag_refused_its_push(
     await skopeo_copy(
         f"oci:{tmp_path / 'first'}:v1", f"docker://{host}/team/app:v1", creds(origin_process)
     )
-    code, out = await attempt(
-        "skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
-        "--dest-creds", creds(origin_process),
-        f"oci:{tmp_path / 'second'}:v1", f"docker://{host}/team/app:v1",
-    )  # fmt: skip
-    assert code != 0
+    out = await refused_push(origin_process, f"oci:{tmp_path / 'second'}:v1", "team/app:v1")
     assert "tag v1 is immutable (rule v*)" in out
 
 
 async def test_skopeo_shows_why_a_quota_refused_its_push(
     origin_process: OriginProcess, tmp_path: Path
 ) -> None:
-    host = origin_process.url.removeprefix("http://")
     admin = {"Authorization": aiohttp.encode_basic_auth(*creds(origin_process).split(":", 1))}
     async with aiohttp.ClientSession(base_url=origin_process.url, headers=admin) as http:
         async with http.post("/api/v1/organizations", json={"name": "small"}) as r:
@@ -132,10 +137,5 @@ async def test_skopeo_shows_why_a_quota_refused_its_push(
         async with http.put("/api/v1/namespaces/small/quota", json=quota) as r:
             assert r.status == 200, await r.text()
     write_oci_layout(tmp_path / "big", "v1", layers())
-    code, out = await attempt(
-        "skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
-        "--dest-creds", creds(origin_process),
-        f"oci:{tmp_path / 'big'}:v1", f"docker://{host}/small/app:v1",
-    )  # fmt: skip
-    assert code != 0
+    out = await refused_push(origin_process, f"oci:{tmp_path / 'big'}:v1", "small/app:v1")
     assert "namespace small is over its quota" in out
