@@ -5,7 +5,8 @@ The edge asks ``/api/v1/replication/events`` (as its replicator account, a long 
 what came after its cursor: a push brings the manifest (and, for an index, its children) and
 every blob they name into the cache, large blobs through the swarm like any fill, and points
 the tag at it; a tag moved or removed, or a manifest deleted, at the origin is moved or
-forgotten here too. The cursor is saved after each page (``<data_dir>/feed-cursor``), so an
+forgotten here too; a blob whose bytes the origin's garbage collection deleted is evicted
+(every region hears of deletions, whatever its rules). The cursor is saved after each page (``<data_dir>/feed-cursor``), so an
 edge that was away catches up from where it stopped; replaying an event is harmless.
 """
 
@@ -117,6 +118,8 @@ class Prefetcher:
                 self.manifests.forget_tag(where, tag)
         elif event["kind"] == "delete":
             self.manifests.forget_manifest(where, digest)
+        elif event["kind"] == "blob_delete":  # garbage collected at the origin: gone here too
+            await self.blobs.store.discard(Digest.parse(digest))
         at = datetime.fromisoformat(str(event["at"]))
         self.metrics.lag.observe(max(time.time() - at.timestamp(), 0.0))
 

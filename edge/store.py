@@ -175,6 +175,21 @@ class BlobStore:
             self.on_evict()
         return victims
 
+    async def discard(self, digest: Digest) -> bool:
+        """Evict one blob now (the origin deleted it), unless it is pinned (pushed here, on
+        its way to the origin) or being read (then it stays, as any cached blob, until evicted)."""
+        key = str(digest)
+        entry = self._entries.get(key)
+        if entry is None or self._readers.get(key) or self.index.get(f"pin:{key}"):
+            return False
+        del self._entries[key]
+        self._dirty.discard(key)
+        self.total -= entry.size
+        for listener in self.evict_listeners:
+            listener(key)
+        await asyncio.to_thread(self.remove, [key])
+        return True
+
     def remove(self, victims: list[str]) -> None:
         """Delete the files and index entries of evicted blobs (in a thread)."""
         for digest in victims:

@@ -21,7 +21,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +33,9 @@ from ocicore.storage.filesystem import FilesystemDriver
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _READ_CHUNK = 4 << 20
 STAGING = "staging/"
+
+
+Claim = Callable[[Digest, int], Awaitable[bool]]
 
 
 class TooLarge(Exception):
@@ -155,19 +158,26 @@ class BlobStore:
             hasher.update if hasher is not None else None,
         )
 
-    async def commit(self, upload_id: str, digest: Digest, hexdigest: str | None) -> int:
+    async def commit(
+        self, upload_id: str, digest: Digest, hexdigest: str | None, claim: Claim | None = None
+    ) -> int:
         """Verify the upload against ``digest`` and publish it; return its size.
 
         ``hexdigest`` is the running hash of the whole upload when the caller kept one for the
         same algorithm; without it the upload is published to ``staging/``, hashed there and
-        moved into place. Raises ``DIGEST_INVALID`` on a mismatch (:class:`NotFound` when
-        there is no such upload).
+        moved into place. ``claim``, once the content is verified and before it is published,
+        is told the digest and size, and answers whether to write the bytes even if the store
+        seems to hold them (the origin's garbage collection may be deleting them). Raises
+        ``DIGEST_INVALID`` on a mismatch (:class:`NotFound` when there is no such upload).
         """
         check_upload_id(upload_id)
         if hexdigest is not None:
             if hexdigest != digest.encoded:
                 raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
-            held = None if self.replace else await self.driver.stat(blob_key(digest))
+            replace = self.replace
+            if claim is not None:
+                replace = await claim(digest, await self.driver.upload_length(upload_id)) or replace
+            held = None if replace else await self.driver.stat(blob_key(digest))
             if held is not None:
                 # Published and verified before: content by digest is never replaced, so no
                 # later upload (however it was written) can change what others pull.
@@ -175,11 +185,12 @@ class BlobStore:
                 return held
             return await self.driver.publish(upload_id, blob_key(digest))
         staged = STAGING + upload_id
-        await self.driver.publish(upload_id, staged)
+        size = await self.driver.publish(upload_id, staged)
         try:
             if await self.hash_object(staged, digest) != digest.encoded:
                 raise OCIError(ErrorCode.DIGEST_INVALID, "uploaded content does not match digest")
-            held = await self.driver.stat(blob_key(digest))
+            replace = claim is not None and await claim(digest, size)
+            held = None if replace else await self.driver.stat(blob_key(digest))
             return held if held is not None else await self.driver.move(staged, blob_key(digest))
         finally:
             await self.driver.delete(staged)
@@ -215,7 +226,9 @@ class ContentStore(BlobStore):
     def upload_path(self, upload_id: str) -> Path:
         return self.files.upload_path(check_upload_id(upload_id))
 
-    async def commit(self, upload_id: str, digest: Digest, hexdigest: str | None) -> int:
+    async def commit(
+        self, upload_id: str, digest: Digest, hexdigest: str | None, claim: Claim | None = None
+    ) -> int:
         """As :meth:`BlobStore.commit`, hashing the upload's file in place when needed (on a
         mismatch the upload is left as it was)."""
         if hexdigest is None:
@@ -223,7 +236,7 @@ class ContentStore(BlobStore):
                 hexdigest = await asyncio.to_thread(hash_file, self.upload_path(upload_id), digest)
             except FileNotFoundError:
                 raise NotFound(upload_id) from None
-        return await super().commit(upload_id, digest, hexdigest)
+        return await super().commit(upload_id, digest, hexdigest, claim)
 
     def discard_upload(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):

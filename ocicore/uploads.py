@@ -24,7 +24,7 @@ from typing import Protocol
 
 from prometheus_client import Gauge
 
-from ocicore.cas import BlobStore, TooLarge, WrongLength, check_upload_id
+from ocicore.cas import BlobStore, Claim, TooLarge, WrongLength, check_upload_id
 from ocicore.digest import Digest, Hasher
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.storage.driver import NotFound
@@ -92,8 +92,11 @@ class UploadService:
         link: Link,
         max_blob_bytes: int,
         in_progress: Gauge,
+        claim: Claim | None = None,
     ) -> None:
+        """``claim``: told each verified blob before it is published (:meth:`BlobStore.commit`)."""
         self.store = store
+        self.claim = claim
         self.meta = meta
         self.link = link
         self.max_blob_bytes = max_blob_bytes
@@ -209,7 +212,7 @@ class UploadService:
             if kept is not None and kept[0] == offset and digest.algorithm == "sha256":
                 hexdigest = kept[1].hexdigest()
             try:
-                size = await self.store.commit(upload_id, digest, hexdigest)
+                size = await self.store.commit(upload_id, digest, hexdigest, self.claim)
             except NotFound:
                 # Committed before a crash that came ahead of the acknowledgement: start over.
                 await self._forget(upload_id)
@@ -232,7 +235,7 @@ class UploadService:
                 raise OCIError(
                     ErrorCode.SIZE_INVALID, f"blob exceeds {self.max_blob_bytes} bytes", status=413
                 ) from None
-            size = await self.store.commit(upload_id, digest, hasher.hexdigest())
+            size = await self.store.commit(upload_id, digest, hasher.hexdigest(), self.claim)
         finally:
             await self.store.abort_upload(upload_id)
         await self.link(name, str(digest), size)

@@ -47,9 +47,11 @@ from origin.auth.signing import JWKS_MAX_AGE, KEY_REFRESH_SECONDS, FolderVault, 
 from origin.auth.throttle import Limits, LoginThrottle
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
+from origin.gc import Collector
 from origin.keys import (
     AUDIT,
     BLOBS,
+    COLLECTOR,
     CONFIG,
     LEADERSHIP,
     LOCATIONS,
@@ -107,6 +109,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         meta,
         ReadCache(config.cache_entries, config.cache_ttl_seconds),
         config.small_blob_cache_bytes,
+        refresh_seconds=config.gc_grace_seconds / 4,
     )
     in_progress = Gauge(
         "wharf_origin_uploads_in_progress",
@@ -122,6 +125,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         partial(meta.link_blob, stored_at=locations.primary.name),
         config.max_blob_bytes,
         in_progress,
+        claim=lambda digest, size: meta.claim_blob(str(digest), size),
     )
     app[MANIFESTS] = ManifestService(
         meta, blobs, ReadCache(config.cache_entries, config.cache_ttl_seconds)
@@ -132,6 +136,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[PUSHES] = BlobPushes(app[UPLOADS], blobs.mount, torrents.pushed)
     app[REPLICATION] = replication = Replication(engine, config.feed_max_wait_seconds)
     app.setdefault(ON_DRAIN, []).append(replication.close)
+    app[COLLECTOR] = collector = Collector(
+        meta,
+        locations,
+        app[METRICS].registry,
+        config.gc_grace_seconds,
+        int(config.time_machine_days * 86400),
+        [blobs.forget, torrents.forget],
+        replication.changed,
+    )
+    if config.gc_interval_seconds:
+        app[SINGLETONS]["garbage_collection"] = partial(collector.run, config.gc_interval_seconds)
     yield
     await torrents.close()
     await engine.dispose()

@@ -69,6 +69,13 @@ class OriginConfig(NodeSettings, ServerSettings):
     # How long a tag's past states stay restorable (and out of garbage collection's reach),
     # unless its namespace sets its own (0 to 4 weeks).
     time_machine_days: float = 14.0
+    # Garbage collection: deletes, on the leader, manifests and blobs nothing reaches (no tag,
+    # no tag state inside the time machine's window, no referrer's subject) once the grace
+    # period has passed since a push last touched them; a blob's bytes go a grace period
+    # after collection found it unreachable. A pass starts this often (0: never, and the
+    # API's "run now" still works).
+    gc_interval_seconds: float = 300.0
+    gc_grace_seconds: float = 86400.0  # a day: the longest a push may take, manifest last
     # Webhook deliveries may go to private, loopback and link-local addresses (off: only to
     # public ones, so a hook cannot reach inside the network).
     webhooks_private_networks: bool = False
@@ -112,6 +119,7 @@ class OriginConfig(NodeSettings, ServerSettings):
                 "login_failure_window_seconds",
                 "placement_copies",
                 "leader_poll_seconds",
+                "gc_grace_seconds",
             )
         )
         names = [location.name for location in self.locations]
@@ -120,6 +128,8 @@ class OriginConfig(NodeSettings, ServerSettings):
             raise ValueError(f"default_locations names no configured location: {sorted(unknown)}")
         if not 0 <= self.time_machine_days <= 28:
             raise ValueError("time_machine_days is 0 to 28 (four weeks)")
+        if self.gc_interval_seconds < 0:
+            raise ValueError("gc_interval_seconds is 0 (never) or more")
         if not self.auth_enabled and self.host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("auth_enabled = false is only allowed on a loopback address")
 

@@ -20,6 +20,7 @@ from origin.auth.oidc import OidcProvider
 from origin.auth.signing import SigningKeys
 from origin.auth.token_endpoint import TokenService
 from origin.config import OriginConfig
+from origin.gc import Collector
 from origin.leader import Leadership
 from origin.locations import Locations
 from origin.metadata.placements import Placements
@@ -54,3 +55,4 @@ TIME_MACHINE = web.AppKey("time_machine", TimeMachine)
 TAG_RULES = web.AppKey("tag_rules", TagRules)
 WEBHOOK_ADMIN = web.AppKey("webhook_admin", WebhookAdmin)
 QUOTAS = web.AppKey("quotas", Quotas)
+COLLECTOR = web.AppKey("collector", Collector)

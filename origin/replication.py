@@ -45,7 +45,7 @@ class Event:
     seq: int
     at: datetime
     repository: str
-    kind: str  # "push" | "untag" | "delete"
+    kind: str  # "push" | "untag" | "delete" | "blob_delete" (repository "": every one)
     digest: str
     tag: str | None
 
@@ -146,7 +146,9 @@ class Replication:
         for row in rows:
             m = row._mapping
             event = Event(m["seq"], m["at"], m["repository"], m["kind"], m["digest"], m["tag"])
-            if any(r.covers(region, event.repository, event.tag) for r in rules):
+            if event.kind in DELETIONS or any(
+                r.covers(region, event.repository, event.tag) for r in rules
+            ):
                 if len(found) == limit:
                     break
                 found.append(event)
@@ -154,6 +156,8 @@ class Replication:
         return found, cursor, held_back
 
 
+# What every region hears of, whatever its rules: an edge may hold what is gone.
+DELETIONS = frozenset({"delete", "blob_delete"})
 GAP_SECONDS = 10.0  # how long a missing sequence number may be a change still committing
 
 

@@ -22,6 +22,7 @@ from tests.support import Client, admin_auth
 # Modules whose tests run against the origin on SQLite and on PostgreSQL: the origin's own
 # suite. Edge-centred modules use the origin as a fixture only and run on SQLite.
 _ON_BOTH_DATABASES = (
+    "test_gc",
     "test_access",
     "test_admin_api",
     "test_audit",
@@ -44,6 +45,9 @@ _ON_BOTH_DATABASES = (
 )
 
 
+# Modules about what only PostgreSQL allows (transactions side by side, as replicas run them).
+_ON_POSTGRESQL_ONLY = ("test_gc_races",)
+
 # Modules whose tests run with the blobs on the filesystem and on S3 (moto's server).
 _ON_BOTH_STORAGES = ("test_blobs",)
 
@@ -51,8 +55,12 @@ _ON_BOTH_STORAGES = ("test_blobs",)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if "database_kind" in metafunc.fixturenames:
-        both = module in _ON_BOTH_DATABASES
-        metafunc.parametrize("database_kind", ["sqlite", "postgresql"] if both else ["sqlite"])
+        kinds = ["sqlite"]
+        if module in _ON_BOTH_DATABASES:
+            kinds = ["sqlite", "postgresql"]
+        elif module in _ON_POSTGRESQL_ONLY:
+            kinds = ["postgresql"]
+        metafunc.parametrize("database_kind", kinds)
     if "storage_kind" in metafunc.fixturenames and module in _ON_BOTH_STORAGES:
         metafunc.parametrize("storage_kind", ["filesystem", "s3"])
 

@@ -410,6 +410,13 @@ def _storage(commands: Any) -> None:
         lambda a: Call("POST", "/storage/backfill"),
         "record where existing blobs are and queue the copies they need",
     )
+    gc = _group(commands, "gc", "garbage collection (it runs by itself on the leader, too)")
+    _command(
+        gc,
+        "run",
+        lambda a: Call("POST", "/gc"),
+        "run a pass now and say what it deleted",
+    )
 
 
 def _tag_path(a: Any, what: str) -> str:

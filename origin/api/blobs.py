@@ -81,6 +81,7 @@ async def get(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "max-age=31536000, immutable",
     }
     if request.method == "HEAD":
+        await request.app[BLOBS].asked(name, digest)
         # No need to open the file (FileResponse would, in a thread) to say how big it is.
         headers["Accept-Ranges"] = "bytes"
         headers["Content-Length"] = str(info.size)

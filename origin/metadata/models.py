@@ -113,6 +113,11 @@ blobs = Table(
     Column("digest", DIGEST, primary_key=True),
     Column("size", BigInteger, nullable=False),
     _created(),
+    # Garbage collection (origin.gc): when an upload or a link last made the blob reachable,
+    # and when collection found it unreachable (its bytes go a grace period later).
+    Column("touched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("tombstoned_at", DateTime(timezone=True), nullable=True),
+    Index("ix_blobs_tombstoned_at", "tombstoned_at"),
 )
 
 repository_blobs = Table(
@@ -126,6 +131,10 @@ repository_blobs = Table(
     ),
     Column("digest", DIGEST, ForeignKey("blobs.digest"), primary_key=True),
     _created(),
+    # When a push last linked or asked for it: a link no manifest uses lives a grace
+    # period from here (the manifest that will use it may be on its way).
+    Column("touched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_repository_blobs_digest", "digest"),
 )
 
 manifests = Table(
@@ -156,6 +165,7 @@ manifest_references = Table(
     ),
     Column("digest", DIGEST, primary_key=True),
     Column("kind", String(16), primary_key=True),  # "blob" | "manifest"
+    Index("ix_manifest_references_digest", "digest"),
 )
 
 tags = Table(

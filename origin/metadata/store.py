@@ -20,7 +20,7 @@ from ocicore.digest import Digest
 from ocicore.errors import ErrorCode, OCIError
 from ocicore.manifest import Descriptor, Manifest
 from ocicore.uploads import Upload, UploadBusy
-from origin.metadata import placements
+from origin.metadata import gc, placements
 from origin.metadata.db import upsert
 from origin.metadata.models import (
     blob_placements,
@@ -124,6 +124,36 @@ class MetadataStore:
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
 
+    async def claim_blob(self, digest: str, size: int) -> bool:
+        """Before an upload publishes ``digest``'s bytes: hold its row (collection leaves a
+        claimed blob alone for the grace period) and say whether the bytes must be written
+        even if the store seems to hold them (True: collection had tombstoned the blob, and
+        a sweep cut short may have deleted some of its copies: they are forgotten)."""
+        now = _now()
+        async with self.engine.begin() as conn:  # a write first: SQLite's lock, PG's row lock
+            row = (
+                await conn.execute(
+                    update(blobs)
+                    .where(blobs.c.digest == digest)
+                    .values(touched_at=now)
+                    .returning(blobs.c.tombstoned_at)
+                )
+            ).one_or_none()
+            if row is None:
+                await conn.execute(
+                    upsert(conn, blobs)
+                    .values(digest=digest, size=size, touched_at=now)
+                    .on_conflict_do_nothing()
+                )
+                return False
+            if row.tombstoned_at is None:
+                return False
+            await conn.execute(
+                update(blobs).where(blobs.c.digest == digest).values(tombstoned_at=None)
+            )
+            await conn.execute(delete(blob_placements).where(blob_placements.c.digest == digest))
+            return True
+
     async def link_blob(
         self,
         name: str,
@@ -139,21 +169,86 @@ class MetadataStore:
             await self._check_quota(conn, name, digest, size)
             if finished_upload is not None:
                 await conn.execute(delete(uploads).where(uploads.c.id == finished_upload))
-            repo_id = await self._ensure_repo(conn, name)
+            now = _now()
             await conn.execute(
-                upsert(conn, blobs).values(digest=digest, size=size).on_conflict_do_nothing()
-            )
-            await conn.execute(
-                upsert(conn, repository_blobs)
-                .values(repository_id=repo_id, digest=digest)
-                .on_conflict_do_nothing()
-            )
-            if stored_at is not None:
-                await placements.record(conn, digest, stored_at)
-            if self.placement_defaults:
-                await placements.enqueue_missing(
-                    conn, digest, placements.namespace_of(name), self.placement_defaults
+                upsert(conn, blobs)
+                .values(digest=digest, size=size, touched_at=now)
+                .on_conflict_do_update(
+                    index_elements=["digest"], set_={"touched_at": now, "tombstoned_at": None}
                 )
+            )
+            await self._link(conn, name, digest, now, stored_at)
+
+    async def mount_blob(self, name: str, digest: str, source: str) -> int | None:
+        """Link a blob repository ``source`` holds into ``name`` (its size); None when
+        ``source`` does not hold it, or collection is about to delete its bytes."""
+        async with self.engine.begin() as conn:
+            held = await conn.scalar(
+                select(func.count())
+                .select_from(repository_blobs.join(repositories))
+                .where(repositories.c.name == source, repository_blobs.c.digest == digest)
+            )
+            if not held:
+                return None
+            now = _now()
+            row = (
+                await conn.execute(
+                    update(blobs)
+                    .where(blobs.c.digest == digest, blobs.c.tombstoned_at.is_(None))
+                    .values(touched_at=now)
+                    .returning(blobs.c.size)
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            await self._check_quota(conn, name, digest, row.size)
+            await self._link(conn, name, digest, now, None)
+            return int(row.size)
+
+    async def _link(
+        self, conn: AsyncConnection, name: str, digest: str, now: datetime, stored_at: str | None
+    ) -> None:
+        repo_id = await self._ensure_repo(conn, name)
+        await conn.execute(
+            upsert(conn, repository_blobs)
+            .values(repository_id=repo_id, digest=digest, touched_at=now)
+            .on_conflict_do_update(
+                index_elements=["repository_id", "digest"], set_={"touched_at": now}
+            )
+        )
+        if stored_at is not None:
+            await placements.record(conn, digest, stored_at)
+        if self.placement_defaults:
+            await placements.enqueue_missing(
+                conn, digest, placements.namespace_of(name), self.placement_defaults
+            )
+
+    async def touch_link(self, name: str, digest: str, older_than: datetime) -> None:
+        """A pushing client asked for the blob (and will not upload it): keep the link out of
+        collection's reach for another grace period, if it was last touched before
+        ``older_than``."""
+        async with self.engine.connect() as conn:
+            stale = await conn.scalar(
+                select(func.count())
+                .select_from(repository_blobs.join(repositories))
+                .where(
+                    repositories.c.name == name,
+                    repository_blobs.c.digest == digest,
+                    repository_blobs.c.touched_at < older_than,
+                )
+            )
+        if not stale:
+            return
+        async with self.engine.begin() as conn:
+            repo_id = await self._repo_id(conn, name)
+            await conn.execute(
+                update(repository_blobs)
+                .where(
+                    repository_blobs.c.repository_id == repo_id,
+                    repository_blobs.c.digest == digest,
+                )
+                .values(touched_at=_now())
+            )
 
     async def usage(self, namespace: str, conn: AsyncConnection | None = None) -> int:
         """Bytes of the distinct blobs the namespace's repositories hold."""
@@ -262,15 +357,17 @@ class MetadataStore:
             return result.rowcount == 1
 
     @asynccontextmanager
-    async def exclusive(self, upload_id: str) -> AsyncIterator[None]:
-        """Across replicas, one writer per upload session: a PostgreSQL session advisory lock
-        on a connection of its own (:func:`create_lock_engine`), released with it if the
-        replica dies. SQLite has one process, whose own lock suffices. (Not through a pooler
-        in transaction mode, such as PgBouncer's: session locks need the session.)"""
+    async def exclusive(self, upload_id: str, space: int = UPLOAD_LOCKS) -> AsyncIterator[None]:
+        """Across replicas, one writer per upload session (or one holder of another name in
+        another lock ``space``): a PostgreSQL session advisory lock on a connection of its own
+        (:func:`create_lock_engine`), released with it if the replica dies; raises
+        :class:`UploadBusy` when another holds it. SQLite has one process, whose own lock
+        suffices. (Not through a pooler in transaction mode, such as PgBouncer's: session
+        locks need the session.)"""
         if self.locks is None:
             yield
             return
-        key = {"space": UPLOAD_LOCKS, "id": upload_id}
+        key = {"space": space, "id": upload_id}
         async with self.locks.connect() as conn:
             taken = await conn.scalar(
                 text("SELECT pg_try_advisory_lock(:space, hashtext(:id))"), key
@@ -344,6 +441,8 @@ class MetadataStore:
                         [str(d.digest) for d in manifest.children],
                     )
                 repo_id = await self._ensure_repo(conn, name)
+            # Collection of the repository waits for this push's commit (origin.metadata.gc).
+            await gc.share_repository(conn, repo_id)
             missing_blobs, missing_children = await self._missing(conn, repo_id, manifest)
             if missing_blobs or missing_children:
                 raise MissingReferences(missing_blobs, missing_children)
@@ -464,6 +563,7 @@ class MetadataStore:
                         annotations=manifest.annotations,
                         size=len(manifest.payload),
                         payload=manifest.payload,
+                        created_at=_now(),  # to the microsecond: collection's grace counts
                     )
                 )
         except IntegrityError:
@@ -551,6 +651,7 @@ class MetadataStore:
             repo_id = await self._repo_id(conn, name)
             if repo_id is None:
                 return None, False
+            await gc.share_repository(conn, repo_id)
             await self._lock_tag(conn, repo_id, tag)
             held = await conn.scalar(
                 select(manifests.c.id).where(

@@ -4,8 +4,9 @@ nearest storage location that holds them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from ocicore.cas import BlobStore
 from ocicore.digest import Digest
@@ -32,8 +33,15 @@ class BlobService:
         meta: MetadataStore,
         sizes: ReadCache[int],
         small_blob_cache_bytes: int,
+        refresh_seconds: float | None = None,
     ) -> None:
+        """``refresh_seconds``: how stale a link may be before a client's asking for it keeps
+        it from garbage collection again (None: no collection)."""
         self.locations = locations
+        self.refresh_seconds = refresh_seconds
+        self._asked: TTLCache[tuple[str, str], bool] = TTLCache(
+            100_000, refresh_seconds if refresh_seconds else 1.0
+        )
         self.meta = meta
         self.sizes = sizes
         # Content is immutable by digest, so small blobs (configs, most of every pull's
@@ -59,7 +67,7 @@ class BlobService:
 
     async def locate(self, digest: Digest) -> BlobStore | None:
         """The nearest location holding the blob (remembered: placements only grow until
-        garbage collection, which forgets them here)."""
+        garbage collection, which forgets them here: :meth:`forget`)."""
         found = self._where.get(digest)
         if found is not None:
             return found
@@ -90,8 +98,22 @@ class BlobService:
 
     async def mount(self, name: str, digest: Digest, source: str) -> bool:
         """Link a blob that ``source`` already holds into ``name``; false if it can't."""
-        size = await self.meta.blob_size(source, str(digest))
-        if size is None or await self.locate(digest) is None:
+        if await self.locate(digest) is None:
             return False
-        await self.meta.link_blob(name, str(digest), size)
-        return True
+        return await self.meta.mount_blob(name, str(digest), source) is not None
+
+    async def asked(self, name: str, digest: Digest) -> None:
+        """A client asked whether the repository holds the blob (a pushing client does, to
+        skip uploading it): the link stays out of garbage collection's reach for another
+        grace period. At most one write per link per refresh period from this process."""
+        key = (name, str(digest))
+        if self.refresh_seconds is None or key in self._asked:
+            return
+        self._asked[key] = True
+        older_than = datetime.now(UTC) - timedelta(seconds=self.refresh_seconds)
+        await self.meta.touch_link(name, str(digest), older_than)
+
+    def forget(self, digest: Digest) -> None:
+        """Garbage collection deleted the blob: forget where it was, and its bytes."""
+        self._where.pop(digest, None)
+        self._small.pop(digest, None)

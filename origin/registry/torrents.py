@@ -52,6 +52,10 @@ class TorrentService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def forget(self, digest: Digest) -> None:
+        """Garbage collection deleted the blob: its metainfo goes too."""
+        self._path(digest).unlink(missing_ok=True)
+
     def _path(self, digest: Digest) -> Path:
         return self.root / digest.algorithm / f"{digest.encoded}.torrent"
 

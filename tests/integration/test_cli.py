@@ -142,6 +142,8 @@ async def test_an_operator_goes_back_in_time_and_places_a_namespace(
     placed = await ok(o, "storage", "blob", sha256(first.config))
     assert placed["locations"] == ["local"]
     assert (await ok(o, "storage", "backfill")) == {"recorded": 0, "queued": 0}
+    swept = await ok(o, "gc", "run")  # every state still reaches something: nothing goes
+    assert (swept["repositories"], swept["manifests"], swept["blobs"]) == (1, 0, 0)
     rule = await ok(o, "immutable", "add", "ops", "v*", "--repository", "ops/app")
     assert [r["pattern"] for r in await ok(o, "immutable", "list", "ops")] == ["v*"]
     await ok(o, "immutable", "remove", "ops", str(rule["id"]))

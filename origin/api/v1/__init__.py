@@ -79,6 +79,7 @@ OPERATIONS = (
     Operation("GET", P + "/storage/namespaces/{namespace}", storage.get_namespace_placement, "The storage locations a namespace's blobs must live in (system admins)", response=schemas.NamespacePlacement),
     Operation("PUT", P + "/storage/namespaces/{namespace}", storage.set_namespace_placement, "Set a namespace's storage locations; the copies its blobs need are queued (system admins)", body=schemas.NamespacePlacementSet, response=schemas.NamespacePlacement),
     Operation("POST", P + "/storage/backfill", storage.backfill, "Record where existing blobs are and queue the copies their namespaces need (system admins)", response=schemas.Backfill),
+    Operation("POST", P + "/gc", storage.collect_garbage, "Run a garbage collection pass now and say what it deleted; 409 while one runs (system admins)", response=schemas.GcPass),
     Operation("POST", P + "/signing-keys", keys.rotate_signing_key, "Rotate the signing key, gently or (a leaked key) at once", body=schemas.KeyRotate, response=schemas.SigningKey, many=True, status=201),
 )  # fmt: skip
 

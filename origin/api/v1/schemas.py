@@ -249,8 +249,11 @@ class Rule(Response):
 class FeedEvent(Response):
     seq: int
     at: Time
-    repository: str
-    kind: Literal["push", "untag", "delete"]
+    repository: str = Field(description='Empty for "blob_delete": the blob is gone from all.')
+    kind: Literal["push", "untag", "delete", "blob_delete"] = Field(
+        description='"delete": a manifest deleted (by a client, or garbage collection); '
+        '"blob_delete": garbage collection deleted a blob\'s bytes'
+    )
     digest: str
     tag: str | None
 
@@ -427,3 +430,14 @@ class Quota(Response):
 
 class QuotaSet(Request):
     quota_bytes: whole(2**62) | None = Field(description="null: no quota")  # type: ignore[valid-type]
+
+
+class GcPass(Response):
+    repositories: int = Field(description="Repositories walked")
+    manifests: int = Field(description="Manifests deleted (nothing reached them)")
+    links: int = Field(description="Blob links deleted (no manifest used them)")
+    history: int = Field(description="Tag states deleted (their window had passed)")
+    tombstoned: int = Field(description="Blobs found unreachable (deleted a grace period later)")
+    blobs: int = Field(description="Blobs whose bytes were deleted")
+    bytes: int = Field(description="Their bytes")
+    seconds: float

@@ -12,7 +12,8 @@ from origin.admin.base import Caller
 from origin.api.v1 import schemas
 from origin.api.v1.spec import json
 from origin.auth.accounts import validate_account_name
-from origin.keys import CONFIG, LOCATIONS, PEOPLE, PLACEMENTS
+from origin.gc import Busy
+from origin.keys import COLLECTOR, CONFIG, LOCATIONS, PEOPLE, PLACEMENTS
 from origin.placement import find_blobs
 
 
@@ -98,3 +99,27 @@ async def backfill(request: web.Request, caller: Caller, _: Any) -> web.Response
     recorded = len(present)
     people.record(caller, "storage.backfill", detail={"recorded": recorded, "queued": queued})
     return json(schemas.Backfill(recorded=recorded, queued=queued))
+
+
+async def collect_garbage(request: web.Request, caller: Caller, _: Any) -> web.Response:
+    """Run a garbage collection pass now, on this replica, and say what it deleted."""
+    people = request.app[PEOPLE]
+    people.require_admin(caller, "gc.run")
+    try:
+        done = await request.app[COLLECTOR].collect()
+    except Busy:
+        raise OCIError(
+            ErrorCode.CONFLICT, "a garbage collection pass is running", message="a pass is running"
+        ) from None
+    view = schemas.GcPass(
+        repositories=done.repositories,
+        manifests=done.manifests,
+        links=done.links,
+        history=done.history,
+        tombstoned=done.tombstoned,
+        blobs=done.blobs,
+        bytes=done.bytes,
+        seconds=round(done.seconds, 6),
+    )
+    people.record(caller, "gc.run", detail=view.model_dump(exclude={"seconds"}))
+    return json(view)
