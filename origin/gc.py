@@ -172,11 +172,17 @@ class Collector:
 
     async def _repository(self, repo_id: int, name: str, done: Pass) -> None:
         now = datetime.now(UTC)
-        async with self.meta.engine.begin() as conn:
+        done.repositories += 1
+        # A survey first, read only: most repositories hold no garbage most of the time, and
+        # then no lock is taken and nothing written (on SQLite, no commit to wait for).
+        async with self.meta.engine.connect() as conn:
+            found = await gc.find_garbage(conn, repo_id, name, now, self.grace, self.default_window)
+        if not found:
+            return
+        async with self.meta.engine.begin() as conn:  # again, under the lock: what counts
             swept = await gc.collect_repository(
                 conn, repo_id, name, now, self.grace, self.default_window
             )
-        done.repositories += 1
         done.manifests += len(swept.manifests)
         done.links += swept.links
         done.history += swept.history

@@ -107,16 +107,28 @@ async def window_seconds(conn: AsyncConnection, name: str, default: int) -> int:
     return default if own is None else int(own)
 
 
-async def collect_repository(
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """What nothing reaches in one repository."""
+
+    manifests: dict[str, int]  # digest: id
+    links: list[str]
+    history: int  # ended tag states past the window
+    kept: int
+
+    def __bool__(self) -> bool:
+        return bool(self.manifests or self.links or self.history)
+
+
+async def find_garbage(
     conn: AsyncConnection,
     repo_id: int,
     name: str,
     now: datetime,
     grace: timedelta,
     default_window: int,
-) -> Swept:
-    """Delete what nothing reaches in one repository (inside the caller's transaction)."""
-    await hold_repository(conn, repo_id)
+) -> Garbage:
+    """What nothing reaches in the repository (read only: a survey, or under the lock)."""
     window = timedelta(seconds=await window_seconds(conn, name, default_window))
     rows = (
         await conn.execute(
@@ -136,16 +148,14 @@ async def collect_repository(
             )
         ).scalars()
     )
-    roots |= set(
-        (
-            await conn.execute(
-                select(tag_history.c.manifest_digest).where(
-                    tag_history.c.repository_id == repo_id,
-                    tag_history.c.ended_at.is_(None) | (tag_history.c.ended_at >= now - window),
-                )
+    states = (
+        await conn.execute(
+            select(tag_history.c.manifest_digest, tag_history.c.ended_at).where(
+                tag_history.c.repository_id == repo_id
             )
-        ).scalars()
-    )
+        )
+    ).all()
+    roots |= {d for d, ended in states if ended is None or utc(ended) >= now - window}
     roots |= {row.digest for row in rows if utc(row.created_at) >= now - grace}
     referrers: dict[str, list[str]] = defaultdict(list)
     for row in rows:
@@ -168,8 +178,45 @@ async def collect_repository(
         live.add(digest)
         stack.extend(d for d in children[ids[digest]] if d in ids)
         stack.extend(referrers.get(digest, ()))
-    dead = sorted(set(ids) - live)
-    for chunk in _chunks([ids[d] for d in dead]):
+    live_ids = {ids[d] for d in live}
+    blob_rows = await conn.execute(
+        select(manifest_references.c.manifest_id, manifest_references.c.digest)
+        .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+        .where(manifests.c.repository_id == repo_id, manifest_references.c.kind == "blob")
+    )
+    used = {digest for manifest_id, digest in blob_rows.all() if manifest_id in live_ids}
+    linked = (
+        await conn.execute(
+            select(repository_blobs.c.digest).where(
+                repository_blobs.c.repository_id == repo_id,
+                repository_blobs.c.touched_at < now - grace,
+            )
+        )
+    ).scalars()
+    expired = sum(1 for _, ended in states if ended is not None and utc(ended) < now - window)
+    return Garbage(
+        {d: ids[d] for d in sorted(set(ids) - live)},
+        sorted(set(linked) - used),
+        expired,
+        len(live),
+    )
+
+
+async def collect_repository(
+    conn: AsyncConnection,
+    repo_id: int,
+    name: str,
+    now: datetime,
+    grace: timedelta,
+    default_window: int,
+) -> Swept:
+    """Delete what nothing reaches in one repository (inside the caller's transaction, which
+    holds the repository's collection lock from here to its commit)."""
+    await hold_repository(conn, repo_id)
+    garbage = await find_garbage(conn, repo_id, name, now, grace, default_window)
+    window = timedelta(seconds=await window_seconds(conn, name, default_window))
+    dead = list(garbage.manifests)
+    for chunk in _chunks(list(garbage.manifests.values())):
         await conn.execute(delete(manifests).where(manifests.c.id.in_(chunk)))
     if dead:
         await conn.execute(
@@ -179,26 +226,8 @@ async def collect_repository(
                 for d in dead
             ],
         )
-    used = set(
-        (
-            await conn.execute(
-                select(manifest_references.c.digest)
-                .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
-                .where(manifests.c.repository_id == repo_id, manifest_references.c.kind == "blob")
-            )
-        ).scalars()
-    )
-    linked = (
-        await conn.execute(
-            select(repository_blobs.c.digest).where(
-                repository_blobs.c.repository_id == repo_id,
-                repository_blobs.c.touched_at < now - grace,
-            )
-        )
-    ).scalars()
-    unused = sorted(set(linked) - used)
     links = 0
-    for chunk in _chunks(unused):
+    for chunk in _chunks(garbage.links):
         result = await conn.execute(
             delete(repository_blobs).where(
                 repository_blobs.c.repository_id == repo_id,
@@ -207,12 +236,15 @@ async def collect_repository(
             )
         )
         links += result.rowcount
-    history = await conn.execute(
-        delete(tag_history).where(
-            tag_history.c.repository_id == repo_id, tag_history.c.ended_at < now - window
+    history = 0
+    if garbage.history:
+        result = await conn.execute(
+            delete(tag_history).where(
+                tag_history.c.repository_id == repo_id, tag_history.c.ended_at < now - window
+            )
         )
-    )
-    return Swept(tuple(dead), links, history.rowcount, len(live))
+        history = result.rowcount
+    return Swept(tuple(dead), links, history, garbage.kept)
 
 
 def _unreachable() -> list[ColumnElement[bool]]:
@@ -226,14 +258,20 @@ def _unreachable() -> list[ColumnElement[bool]]:
 async def tombstone(conn: AsyncConnection, now: datetime, grace: timedelta, limit: int) -> int:
     """Mark up to ``limit`` unreachable blobs untouched for the grace period; a tombstone a
     link raced past is lifted. How many were marked."""
-    await conn.execute(
-        update(blobs)
-        .where(
-            blobs.c.tombstoned_at.is_not(None),
-            exists().where(repository_blobs.c.digest == blobs.c.digest),
-        )
-        .values(tombstoned_at=None)
+    raced = list(
+        (
+            await conn.execute(
+                select(blobs.c.digest).where(
+                    blobs.c.tombstoned_at.is_not(None),
+                    exists().where(repository_blobs.c.digest == blobs.c.digest),
+                )
+            )
+        ).scalars()
     )
+    for chunk in _chunks(raced):  # rare: read first, so a quiet pass writes nothing
+        await conn.execute(
+            update(blobs).where(blobs.c.digest.in_(chunk)).values(tombstoned_at=None)
+        )
     found = list(
         (
             await conn.execute(
