@@ -5,11 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 _log = structlog.get_logger("wharf.tasks")
+K = TypeVar("K")
+
+
+def start_tracked(
+    tasks: dict[K, asyncio.Task[None]], key: K, work: Coroutine[Any, Any, None], name: str = ""
+) -> None:
+    """Run ``work`` as a task kept in ``tasks`` under ``key`` until it ends (a worker's
+    per-key tasks in flight: busy keys are skipped, and the set is awaited on shutdown)."""
+    task = asyncio.create_task(work, name=name or None)
+    tasks[key] = task
+
+    def done(_: asyncio.Task[None]) -> None:
+        if tasks.get(key) is task:
+            del tasks[key]
+
+    task.add_done_callback(done)
 
 
 async def repeat(

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ocicore.digest import Digest
+from ocicore.tasks import start_tracked
 from origin.locations import Locations
 from origin.metadata.placements import Copy, Placements
 
@@ -25,12 +25,6 @@ _log = structlog.get_logger("wharf.origin.placement")
 IDLE_SECONDS = 0.5  # how soon a copy queued by any replica is noticed
 MAX_RETRY_SECONDS = 300.0
 STUCK_AFTER = 3  # failed attempts before a copy is reported (a replication_failure webhook)
-
-
-def _forget(
-    busy: dict[tuple[str, str], asyncio.Task[None]], key: tuple[str, str], _: object
-) -> None:
-    busy.pop(key, None)
 
 
 class Copier:
@@ -84,8 +78,7 @@ class Copier:
                     due = []
                 for copy in due:
                     key = (copy.digest, copy.location)
-                    busy[key] = asyncio.create_task(self.copy(copy), name=f"copy {key}")
-                    busy[key].add_done_callback(partial(_forget, busy, key))
+                    start_tracked(busy, key, self.copy(copy), name=f"copy {key}")
                 if not due:
                     if busy:
                         await asyncio.wait(

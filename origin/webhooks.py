@@ -26,7 +26,6 @@ import random
 import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ocicore.tasks import start_tracked
 from origin.metadata.placements import namespace_of
 from origin.metadata.webhooks import Delivery, Hook, WebhookStore
 from origin.replication import settled
@@ -155,8 +155,7 @@ class Webhooks:
                     for delivery in due:
                         by_hook.setdefault(delivery.hook_id, []).append(delivery)
                     for hook_id, group in by_hook.items():
-                        senders[hook_id] = asyncio.create_task(self._in_order(group))
-                        senders[hook_id].add_done_callback(partial(_done, senders, hook_id))
+                        start_tracked(senders, hook_id, self._in_order(group))
                     self._pending.set(await self.store.pending())
                 except Exception as exc:  # the database is away: try again soon
                     _log.warning("webhook round failed", error=str(exc) or type(exc).__name__)
@@ -246,10 +245,6 @@ class Webhooks:
             return
         if not address.is_global:
             raise Refused("not a public address")
-
-
-def _done(senders: dict[int, asyncio.Task[None]], hook_id: int, _: object) -> None:
-    senders.pop(hook_id, None)
 
 
 def _subscribed(hooks: Sequence[Hook], namespace: str, event: str) -> list[Hook]:

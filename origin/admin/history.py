@@ -19,6 +19,7 @@ from origin.metadata.store import MetadataStore, TagImmutable
 from origin.registry.manifests import ManifestService, immutable
 
 MAX_WINDOW_SECONDS = 28 * 86400  # four weeks
+MAX_IMMUTABLE_RULES = 50  # per namespace: every push that moves a tag matches them all
 
 
 class TimeMachine(Management):
@@ -128,6 +129,13 @@ class TagRules(Management):
             validate_name(repository)
             if namespace_of(repository) != namespace:
                 raise OCIError(ErrorCode.NOT_FOUND, f"no repository {repository} in {namespace}")
+        if len(await self.rules.of(namespace)) >= MAX_IMMUTABLE_RULES:
+            raise OCIError(
+                ErrorCode.DENIED,
+                {"limit": MAX_IMMUTABLE_RULES},
+                message=f"{namespace} has {MAX_IMMUTABLE_RULES} immutability rules, the most a "
+                "namespace may have: remove one first",
+            )
         rule_id = await self.rules.add(namespace, repository, pattern, caller.name)
         self.record(caller, "immutable.add", repository=repository,
                     detail={"namespace": namespace, "pattern": pattern, "id": rule_id})  # fmt: skip

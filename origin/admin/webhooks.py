@@ -13,6 +13,8 @@ from origin.auth.accounts import AccountService
 from origin.metadata.webhooks import Delivery, Hook
 from origin.webhooks import Webhooks
 
+MAX_WEBHOOKS = 20  # per namespace: every event is delivered to each of them
+
 
 class WebhookAdmin(Management):
     def __init__(self, accounts: AccountService, audit: AuditLog, webhooks: Webhooks) -> None:
@@ -40,6 +42,13 @@ class WebhookAdmin(Management):
             valid = False
         if not valid:
             raise OCIError(ErrorCode.INVALID_REQUEST, "url: an http(s) URL without credentials")
+        if len(await self.webhooks.store.hooks(namespace)) >= MAX_WEBHOOKS:
+            raise OCIError(
+                ErrorCode.DENIED,
+                {"limit": MAX_WEBHOOKS},
+                message=f"{namespace} has {MAX_WEBHOOKS} webhooks, the most a namespace may "
+                "have: remove one first",
+            )
         secret = secrets.token_urlsafe(32)
         hook_id = await self.webhooks.store.add(namespace, url, events, secret, caller.name)
         self.record(caller, "webhook.add",

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import encode_basic_auth
 
+from origin.admin.history import MAX_IMMUTABLE_RULES
 from origin.config import OriginConfig
 from tests.support import OCI_MANIFEST, Client, make_image, push_blob, push_image, sha256
 
@@ -192,3 +193,17 @@ async def test_a_rule_can_cover_one_repository_and_only_managers_set_rules(
     outsider = {"Authorization": encode_basic_auth("outsider", "outsider-pw")}
     await call(origin, "POST", "/namespaces/team/immutable-tags", outsider,
                {"pattern": "*"}, expect=403)  # fmt: skip
+
+
+async def test_a_namespace_has_at_most_fifty_immutability_rules(origin: Client, root: Auth) -> None:
+    await call(origin, "POST", "/organizations", root, {"name": "team"}, expect=201)
+    for i in range(MAX_IMMUTABLE_RULES):
+        await call(origin, "POST", "/namespaces/team/immutable-tags", root,
+                   {"pattern": f"v{i}.*"}, expect=201)  # fmt: skip
+    refused = await call(origin, "POST", "/namespaces/team/immutable-tags", root,
+                         {"pattern": "release-*"}, expect=403)  # fmt: skip
+    assert refused["errors"][0]["message"] == (
+        "team has 50 immutability rules, the most a namespace may have: remove one first"
+    )
+    rules = await call(origin, "GET", "/namespaces/team/immutable-tags", root)
+    assert len(rules) == MAX_IMMUTABLE_RULES

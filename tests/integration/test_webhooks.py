@@ -14,6 +14,7 @@ import pytest
 from aiohttp import encode_basic_auth, web
 from aiohttp.pytest_plugin import AiohttpClient, AiohttpServer
 
+from origin.admin.webhooks import MAX_WEBHOOKS
 from origin.app import create_app
 from origin.config import OriginConfig
 from tests.support import Client, admin_auth, make_image, push_image, until
@@ -165,3 +166,19 @@ async def test_hooks_reach_no_private_address_by_default_and_only_managers_add_t
     await api(origin, "GET", "/namespaces/team/webhooks", eve, expect=403)
     listed = await api(origin, "GET", "/namespaces/team/webhooks", auth)
     assert "secret" not in listed[0]  # shown once, at creation
+
+
+async def test_a_namespace_has_at_most_twenty_hooks(
+    origin: Client, origin_config: OriginConfig
+) -> None:
+    auth = root(origin_config)
+    await api(origin, "POST", "/organizations", auth, {"name": "team"}, expect=201)
+    for i in range(MAX_WEBHOOKS):
+        await api(origin, "POST", "/namespaces/team/webhooks", auth,
+                  {"url": f"https://example.com/{i}", "events": ["push"]}, expect=201)  # fmt: skip
+    refused = await api(origin, "POST", "/namespaces/team/webhooks", auth,
+                        {"url": "https://example.com/x", "events": ["push"]}, expect=403)  # fmt: skip
+    assert refused["errors"][0]["message"] == (
+        "team has 20 webhooks, the most a namespace may have: remove one first"
+    )
+    assert len(await api(origin, "GET", "/namespaces/team/webhooks", auth)) == MAX_WEBHOOKS
