@@ -34,7 +34,9 @@ from origin.metadata.store import MetadataStore
 
 _log = structlog.get_logger("wharf.origin.gc")
 
-BATCH = 1000  # blobs tombstoned or swept per transaction
+BATCH = 1000  # blobs tombstoned per transaction
+SWEEP_BATCH = 100  # blobs whose rows a sweep holds while it deletes their bytes
+DELETES_AT_ONCE = 16
 RUN_LOCK = "garbage-collection"  # the lock name a pass holds
 
 
@@ -200,34 +202,44 @@ class Collector:
         while True:
             async with self.meta.engine.connect() as conn:
                 due = await gc.sweepable(conn, datetime.now(UTC), self.grace, BATCH)
-            for digest in due:
-                await self._sweep(digest, done)
+            for i in range(0, len(due), SWEEP_BATCH):
+                await self._sweep(due[i : i + SWEEP_BATCH], done)
             if len(due) < BATCH:
                 break
         async with self.meta.engine.connect() as conn:
             _, pending = await gc.pending(conn)
         self.tombstoned.set(pending)
 
-    async def _sweep(self, digest: str, done: Pass) -> None:
-        """Delete one due blob: its row (held until the commit) and, before that commits, its
-        bytes in every location. A pass killed half-way leaves the row tombstoned (the next
-        one finishes; an upload meanwhile writes the bytes again: its claim says so)."""
+    async def _sweep(self, digests: list[str], done: Pass) -> None:
+        """Delete due blobs: their rows (held until the commit) and, before that commits,
+        their bytes in every location. A pass killed half-way leaves the rows tombstoned (the
+        next one finishes; an upload meanwhile writes the bytes again: its claim says so)."""
         now = datetime.now(UTC)
-        parsed = Digest.parse(digest)
+        room = asyncio.Semaphore(DELETES_AT_ONCE)
+
+        async def delete_bytes(digest: Digest) -> None:
+            async with room:
+                for store in self.locations.stores.values():
+                    await store.delete(digest)
+
         async with self.meta.engine.begin() as conn:
-            size = await gc.take(conn, digest, now, self.grace)
-            if size is None:
+            taken = await gc.take(conn, digests, now, self.grace)
+            if not taken:
                 return
-            for store in self.locations.stores.values():
-                await store.delete(parsed)
+            parsed = [Digest.parse(d) for d in taken]
+            await asyncio.gather(*(delete_bytes(d) for d in parsed))
             await conn.execute(
-                insert(events).values(
-                    repository="", kind="blob_delete", digest=digest, tag=None, at=now
-                )
+                insert(events),
+                [
+                    {"repository": "", "kind": "blob_delete", "digest": d, "tag": None, "at": now}
+                    for d in taken
+                ],
             )
-        for forget in self.forget:
-            forget(parsed)
-        done.blobs += 1
-        done.bytes += size
-        self.deleted.labels("blob").inc()
-        self.freed.inc(size)
+        for digest in parsed:
+            for forget in self.forget:
+                forget(digest)
+        freed = sum(taken.values())
+        done.blobs += len(taken)
+        done.bytes += freed
+        self.deleted.labels("blob").inc(len(taken))
+        self.freed.inc(freed)

@@ -311,22 +311,23 @@ async def sweepable(
     return list(rows.scalars())
 
 
-async def take(conn: AsyncConnection, digest: str, now: datetime, grace: timedelta) -> int | None:
-    """Delete a tombstoned blob's row if it is still due (its size), holding it until the
-    caller's transaction ends: the caller deletes the bytes before it commits. None: a claim
-    or a link lifted the tombstone. (Its placements and queued copies go with the row.)"""
-    row = (
-        await conn.execute(
-            delete(blobs)
-            .where(
-                blobs.c.digest == digest,
-                blobs.c.tombstoned_at < now - grace,
-                *_unreachable(),
-            )
-            .returning(blobs.c.size)
+async def take(
+    conn: AsyncConnection, digests: Sequence[str], now: datetime, grace: timedelta
+) -> dict[str, int]:
+    """Delete the rows of those tombstoned blobs still due (their sizes, by digest), holding
+    them until the caller's transaction ends: the caller deletes the bytes before it commits.
+    A blob a claim or a link brought back is left out. (Placements and queued copies go with
+    the rows.)"""
+    rows = await conn.execute(
+        delete(blobs)
+        .where(
+            blobs.c.digest.in_(digests),
+            blobs.c.tombstoned_at < now - grace,
+            *_unreachable(),
         )
-    ).one_or_none()
-    return None if row is None else int(row.size)
+        .returning(blobs.c.digest, blobs.c.size)
+    )
+    return {row.digest: int(row.size) for row in rows}
 
 
 async def pending(conn: AsyncConnection) -> tuple[int, int]:

@@ -120,7 +120,7 @@ async def test_an_upload_meeting_a_sweep_of_its_blob_writes_the_bytes_again(
     digest = Digest.parse(sha256(layer))
     files = ContentStore(origin_config.data_dir)
     async with engine.begin() as conn:  # the sweep: row taken, bytes not yet deleted
-        assert await gc.take(conn, str(digest), datetime.now(UTC), timedelta(seconds=GRACE))
+        assert await gc.take(conn, [str(digest)], datetime.now(UTC), timedelta(seconds=GRACE))
         upload = asyncio.create_task(push_blob(origin, "admin/app", layer))
         assert await waits(upload)  # its claim waits for the sweep
         assert await files.delete(digest)
