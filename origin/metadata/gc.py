@@ -60,13 +60,26 @@ def utc(moment: datetime) -> datetime:
 
 
 async def share_repository(conn: AsyncConnection, repo_id: int) -> None:
-    """Held by a manifest push until its commit: no collection of the repository meanwhile.
-    (SQLite: one writer, and a collection writes before it reads.)"""
+    """Held by a manifest push until its commit, taken before it checks what it references:
+    no collection of the repository meanwhile. PostgreSQL: a shared advisory lock (pushes go
+    side by side). SQLite: its one write lock, taken by a write (its driver runs reads before
+    a transaction's first write outside it, where a collection's commit could pass between
+    the check and the insert)."""
     if conn.dialect.name == "postgresql":
         await conn.execute(
             text("SELECT pg_advisory_xact_lock_shared(:space, :id)"),
             {"space": GC_LOCKS, "id": repo_id},
         )
+    else:
+        await write_lock(conn, repo_id)
+
+
+async def write_lock(conn: AsyncConnection, repo_id: int) -> None:
+    """SQLite: a write (to the repository's row) takes the one write lock, so the reads after
+    it are inside the transaction and see every commit."""
+    await conn.execute(
+        update(repositories).where(repositories.c.id == repo_id).values(name=repositories.c.name)
+    )
 
 
 async def hold_repository(conn: AsyncConnection, repo_id: int) -> None:
@@ -76,12 +89,8 @@ async def hold_repository(conn: AsyncConnection, repo_id: int) -> None:
         await conn.execute(
             text("SELECT pg_advisory_xact_lock(:space, :id)"), {"space": GC_LOCKS, "id": repo_id}
         )
-    else:  # a write takes SQLite's one write lock first: reads after it see every commit
-        await conn.execute(
-            update(repositories)
-            .where(repositories.c.id == repo_id)
-            .values(name=repositories.c.name)
-        )
+    else:
+        await write_lock(conn, repo_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 from sqlalchemy import Table, and_, delete, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ocicore.digest import Digest
@@ -484,13 +483,15 @@ class MetadataStore:
     @staticmethod
     async def _lock_tag(conn: AsyncConnection, repo_id: int, tag: str) -> None:
         """Hold the tag (existing or not) until the transaction ends. PostgreSQL: a
-        transaction advisory lock; SQLite: its single writer already serializes changes (a
-        transaction that read a tag another then changed fails rather than writes over it)."""
+        transaction advisory lock; SQLite: its one write lock (its driver runs the reads before
+        a transaction's first write outside it, so the write comes first)."""
         if conn.dialect.name == "postgresql":
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
                 {"space": TAG_LOCKS, "key": f"{repo_id}:{tag}"},
             )
+        else:
+            await gc.write_lock(conn, repo_id)
 
     async def _check_mutable(
         self, conn: AsyncConnection, name: str, names: Sequence[str | None]
@@ -551,25 +552,28 @@ class MetadataStore:
     async def _insert_manifest(
         self, conn: AsyncConnection, repo_id: int, manifest: Manifest
     ) -> None:
-        try:
-            async with conn.begin_nested():
-                result = await conn.execute(
-                    insert(manifests).values(
-                        repository_id=repo_id,
-                        digest=str(manifest.digest),
-                        media_type=manifest.media_type,
-                        artifact_type=manifest.artifact_type,
-                        subject_digest=str(manifest.subject.digest) if manifest.subject else None,
-                        annotations=manifest.annotations,
-                        size=len(manifest.payload),
-                        payload=manifest.payload,
-                        created_at=_now(),  # to the microsecond: collection's grace counts
-                    )
-                )
-        except IntegrityError:
-            return  # a concurrent push of the same manifest won the race: same bytes
-        assert result.inserted_primary_key is not None
-        manifest_id = result.inserted_primary_key[0]
+        # A concurrent push of the same manifest may win the race: same bytes, nothing to do.
+        # (No savepoint: on SQLite, whose driver begins transactions only at the first write,
+        # releasing a savepoint that began one commits it, and the manifest would be stored
+        # without its references and its tag.)
+        manifest_id = await conn.scalar(
+            upsert(conn, manifests)
+            .values(
+                repository_id=repo_id,
+                digest=str(manifest.digest),
+                media_type=manifest.media_type,
+                artifact_type=manifest.artifact_type,
+                subject_digest=str(manifest.subject.digest) if manifest.subject else None,
+                annotations=manifest.annotations,
+                size=len(manifest.payload),
+                payload=manifest.payload,
+                created_at=_now(),  # to the microsecond: collection's grace counts
+            )
+            .on_conflict_do_nothing()
+            .returning(manifests.c.id)
+        )
+        if manifest_id is None:
+            return
         references = {(str(d.digest), "blob") for d in manifest.blobs} | {
             (str(d.digest), "manifest") for d in manifest.children
         }

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 from aiohttp import encode_basic_auth
+from sqlalchemy import text
 
 from origin.config import OriginConfig
+from origin.metadata.db import create_engine
 from tests.support import (
     OCI_MANIFEST,
     Client,
@@ -261,19 +263,33 @@ async def test_collection_under_load_loses_nothing_and_leaves_only_what_is_reach
     stop = asyncio.Event()
     rng = random.Random(7)
 
-    async def pusher() -> None:
+    async def pusher(who: int) -> None:
         n = 0
         while not stop.is_set():
             n += 1
-            tag = f"m{rng.randrange(4)}"
+            tag = f"m{who}-{rng.randrange(4)}"  # tags of its own: it knows where they point
             if tag in current and rng.random() < 0.3:
                 async with origin.delete(f"/v2/load/app/manifests/{current[tag].digest}") as r:
                     assert r.status in (202, 404)
                 del current[tag]
             else:
-                image = make_image(f"moving-{n}")
+                image = make_image(f"moving-{who}-{n}")
                 await push_image(origin, "load/app", tag, image)
                 current[tag] = image
+
+    partial: list[str] = []
+    engine = create_engine(origin_config.effective_database_url)
+
+    async def watcher() -> None:
+        """Nothing partial is ever visible: no manifest without the references it names."""
+        query = text(
+            "SELECT m.digest FROM manifests m WHERE NOT EXISTS "
+            "(SELECT 1 FROM manifest_references r WHERE r.manifest_id = m.id)"
+        )
+        while not stop.is_set():
+            async with engine.connect() as conn:
+                partial.extend((await conn.execute(query)).scalars())
+            await asyncio.sleep(0)
 
     async def puller() -> int:
         done = 0
@@ -293,11 +309,13 @@ async def test_collection_under_load_loses_nothing_and_leaves_only_what_is_reach
             passes += 1
             await asyncio.sleep(0.05)
 
-    pushing, collecting = asyncio.create_task(pusher()), asyncio.create_task(collector())
+    others = [asyncio.create_task(c) for c in (pusher(1), pusher(2), collector(), watcher())]
     pulling = asyncio.create_task(puller())
     await asyncio.sleep(4 * GRACE)
     stop.set()
-    await asyncio.gather(pushing, collecting)
+    await asyncio.gather(*others)
+    await engine.dispose()
+    assert partial == []
     assert failures == []
     assert await pulling > 0  # pulls happened
     assert passes > 3  # and passes beside them
