@@ -21,9 +21,10 @@ The upload-then-collect race, and why it cannot lose anything:
   and the delete re-checks it in its own statement.
 * A **blob's bytes** go in two steps: a blob no repository links and no manifest references
   is tombstoned; a grace period later its row is deleted and its bytes with it, in one
-  transaction that holds the row. Every upload *claims* the blob's row before it publishes
-  its bytes (:meth:`MetadataStore.claim_blob`: the row's lock, the tombstone cleared), and a
-  link clears the tombstone too: so either the claim comes first and the sweep leaves the
+  transaction that holds the row. Every upload *claims* the blob before it publishes its
+  bytes (:meth:`MetadataStore.claim_blob`): a blob with no row or a live one cannot be swept
+  within a grace period (the link that follows clears any tombstone); a tombstoned one is
+  claimed by a write on its row, so either the claim comes first and the sweep leaves the
   row, or the sweep comes first, its row is gone, and the upload writes the bytes again.
 """
 

@@ -124,32 +124,37 @@ class MetadataStore:
             return (await conn.execute(query)).scalar_one_or_none()
 
     async def claim_blob(self, digest: str, size: int) -> bool:
-        """Before an upload publishes ``digest``'s bytes: hold its row (collection leaves a
-        claimed blob alone for the grace period) and say whether the bytes must be written
-        even if the store seems to hold them (True: collection had tombstoned the blob, and
-        a sweep cut short may have deleted some of its copies: they are forgotten)."""
-        now = _now()
-        async with self.engine.begin() as conn:  # a write first: SQLite's lock, PG's row lock
-            row = (
-                await conn.execute(
-                    update(blobs)
-                    .where(blobs.c.digest == digest)
-                    .values(touched_at=now)
-                    .returning(blobs.c.tombstoned_at)
-                )
+        """Before an upload publishes ``digest``'s bytes: whether they must be written even if
+        the store seems to hold them (collection may be deleting them).
+
+        A blob already known and not tombstoned takes a read and no write: no sweep can delete
+        it within a grace period (a row is due a grace after its tombstone), and the link that
+        follows clears any tombstone. A new blob gets its row now, so that bytes a crash
+        leaves unlinked are still collected. A tombstoned one is claimed by a write that waits
+        for a sweep holding its row: its tombstone is lifted (or, swept, the row made again),
+        its old placements forgotten, and True: write the bytes again."""
+        async with self.engine.connect() as conn:
+            known = (
+                await conn.execute(select(blobs.c.tombstoned_at).where(blobs.c.digest == digest))
             ).one_or_none()
-            if row is None:
+        if known is not None and known.tombstoned_at is None:
+            return False
+        now = _now()
+        async with self.engine.begin() as conn:
+            claimed = await conn.scalar(
+                update(blobs)
+                .where(blobs.c.digest == digest)
+                .values(touched_at=now, tombstoned_at=None)
+                .returning(blobs.c.digest)
+            )
+            if claimed is None:  # new, or swept meanwhile
                 await conn.execute(
                     upsert(conn, blobs)
                     .values(digest=digest, size=size, touched_at=now)
                     .on_conflict_do_nothing()
                 )
+            if known is None:
                 return False
-            if row.tombstoned_at is None:
-                return False
-            await conn.execute(
-                update(blobs).where(blobs.c.digest == digest).values(tombstoned_at=None)
-            )
             await conn.execute(delete(blob_placements).where(blob_placements.c.digest == digest))
             return True
 
