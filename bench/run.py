@@ -4195,6 +4195,12 @@ def main() -> int:
         "push, pull and manifest throughput (writes bench/RESULTS-replicas.md)",
     )
     parser.add_argument(
+        "--gc",
+        action="store_true",
+        help="instead: push and pull throughput with continuous garbage collection on vs off, "
+        "and seconds per pass over 10,000 manifests (writes bench/RESULTS-gc.md)",
+    )
+    parser.add_argument(
         "--keep-scratch", action="store_true", help="keep the scratch directory (data, logs)"
     )
     parser.add_argument(
@@ -4211,13 +4217,15 @@ def main() -> int:
         help="measure only these servers (repeatable; the table needs all three)",
     )
     args = parser.parse_args()
-    if args.auth + args.edge + args.gossip + args.swarm + args.push + args.replicas > 1:
-        parser.error("--auth, --edge, --gossip, --swarm, --push and --replicas are separate runs")
+    if args.auth + args.edge + args.gossip + args.swarm + args.push + args.replicas + args.gc > 1:
+        parser.error(
+            "--auth, --edge, --gossip, --swarm, --push, --replicas and --gc are separate runs"
+        )
     if (
-        args.auth or args.edge or args.gossip or args.swarm or args.push or args.replicas
+        args.auth or args.edge or args.gossip or args.swarm or args.push or args.replicas or args.gc
     ) and args.only:
         parser.error(
-            "--only does not apply to --auth, --edge, --gossip, --swarm, --push or --replicas"
+            "--only does not apply to --auth, --edge, --gossip, --swarm, --push, --replicas or --gc"
         )
     if args.output is None and not args.quick:
         name = (
@@ -4233,6 +4241,8 @@ def main() -> int:
             if args.push
             else "RESULTS-replicas.md"
             if args.replicas
+            else "RESULTS-gc.md"
+            if args.gc
             else "RESULTS.md"
         )
         args.output = ROOT / "bench" / name
@@ -4303,6 +4313,8 @@ def main() -> int:
         return module_mode("push", "push_main", args)
     if args.replicas:
         return module_mode("replicas", "replicas_main", args)
+    if args.gc:
+        return module_mode("gc", "gc_main", args)
     started, t0 = datetime.datetime.now(datetime.UTC), time.perf_counter()
     scratch = start_run(
         args, ("taskset", "curl", "wrk", "ab", "skopeo", "nginx", "docker-registry")
