@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -37,7 +37,8 @@ _log = structlog.get_logger("wharf.origin.gc")
 BATCH = 1000  # blobs tombstoned per transaction
 SWEEP_BATCH = 100  # blobs whose rows a sweep holds while it deletes their bytes
 DELETES_AT_ONCE = 16
-RUN_LOCK = "garbage-collection"  # the lock name a pass holds
+RUN_LOCK = "garbage-collection"  # the lock a pass holds, in a space of its own (in the
+RUN_LOCKS = 0x57484750  # repositories' space, its hash could be some repository's id)
 
 
 class Busy(Exception):
@@ -57,6 +58,13 @@ class Pass:
     bytes: int = 0
     seconds: float = 0.0
     deleted_manifests: list[tuple[str, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int | float]:
+        """What it did, in numbers (the API's answer, the log's line)."""
+        found = {f.name: getattr(self, f.name) for f in fields(self)}
+        del found["deleted_manifests"]
+        found["seconds"] = round(self.seconds, 6)
+        return found
 
 
 class Collector:
@@ -128,7 +136,7 @@ class Collector:
             raise Busy
         async with self._one:
             try:
-                async with self.meta.exclusive(RUN_LOCK, gc.GC_LOCKS):
+                async with self.meta.exclusive(RUN_LOCK, RUN_LOCKS):
                     return await self._collect()
             except UploadBusy:
                 raise Busy from None
@@ -160,16 +168,7 @@ class Collector:
         if done.manifests or done.blobs:
             self.changed()
         if done.manifests or done.links or done.blobs or done.tombstoned:
-            _log.info(
-                "garbage collected",
-                repositories=done.repositories,
-                manifests=done.manifests,
-                links=done.links,
-                tombstoned=done.tombstoned,
-                blobs=done.blobs,
-                bytes=done.bytes,
-                seconds=round(done.seconds, 3),
-            )
+            _log.info("garbage collected", **done.counts())
         return done
 
     async def _repository(self, repo_id: int, name: str, done: Pass) -> None:

@@ -111,15 +111,6 @@ async def collect_garbage(request: web.Request, caller: Caller, _: Any) -> web.R
         raise OCIError(
             ErrorCode.CONFLICT, "a garbage collection pass is running", message="a pass is running"
         ) from None
-    view = schemas.GcPass(
-        repositories=done.repositories,
-        manifests=done.manifests,
-        links=done.links,
-        history=done.history,
-        tombstoned=done.tombstoned,
-        blobs=done.blobs,
-        bytes=done.bytes,
-        seconds=round(done.seconds, 6),
-    )
+    view = schemas.GcPass.model_validate(done.counts())
     people.record(caller, "gc.run", detail=view.model_dump(exclude={"seconds"}))
     return json(view)
