@@ -17,7 +17,7 @@ from tests.edges import Upstream, start_edge, start_origin
 from tests.postgres import PostgresServer
 from tests.process import OriginProcess
 from tests.storage.moto import MotoServer
-from tests.support import Client, admin_auth
+from tests.support import Client, admin_auth, basic_admin
 
 # Modules whose tests run against the origin on SQLite and on PostgreSQL: the origin's own
 # suite. Edge-centred modules use the origin as a fixture only and run on SQLite.
@@ -114,6 +114,12 @@ async def origin_config(
         database_url=await fresh_database(),
         locations=locations,
     )
+
+
+@pytest.fixture
+def root(origin_config: OriginConfig) -> dict[str, str]:
+    """The admin's Basic credentials for the test's origin's admin API."""
+    return basic_admin(origin_config.data_dir)
 
 
 @pytest.fixture

@@ -283,6 +283,26 @@ def registry_auth(username: str, password: Callable[[], str]) -> ClientMiddlewar
     return middleware
 
 
+API = "/api/v1"
+
+
+def basic_admin(data_dir: Path) -> dict[str, str]:
+    """The ``admin`` account's Basic credentials, for the admin API (``/api/v1``)."""
+    password = (data_dir / "admin-password").read_text().strip()
+    return {"Authorization": encode_basic_auth("admin", password)}
+
+
+async def api_call(
+    client: Client, method: str, path: str, auth: dict[str, str], body: Any = None,
+    expect: int = 200,
+) -> Any:  # fmt: skip
+    """An admin API request that must answer ``expect``; its JSON (or text)."""
+    async with client.request(method, API + path, json=body, headers=auth, middlewares=()) as r:
+        text = await r.text()
+        assert r.status == expect, f"{method} {path}: {r.status} {text}"
+        return json.loads(text) if text and r.content_type == "application/json" else text
+
+
 def admin_auth(data_dir: Path) -> ClientMiddlewareType:
     """Token auth as the admin the origin created on its first start."""
     return registry_auth("admin", lambda: (data_dir / "admin-password").read_text().strip())

@@ -23,6 +23,7 @@ from tests.support import (
     OCI_MANIFEST,
     Client,
     Image,
+    api_call,
     descriptor,
     make_image,
     push_blob,
@@ -32,7 +33,6 @@ from tests.support import (
     sha256,
 )
 
-API = "/api/v1"
 GRACE = 1.0  # seconds: a day in production
 Auth = dict[str, str]
 
@@ -43,23 +43,8 @@ async def origin_config(origin_config: OriginConfig) -> OriginConfig:
     return dataclasses.replace(origin_config, gc_grace_seconds=GRACE, gc_interval_seconds=0)
 
 
-@pytest.fixture
-def root(origin_config: OriginConfig) -> Auth:
-    password = (origin_config.data_dir / "admin-password").read_text().strip()
-    return {"Authorization": encode_basic_auth("admin", password)}
-
-
-async def call(
-    origin: Client, method: str, path: str, auth: Auth, body: Any = None, expect: int = 200
-) -> Any:
-    async with origin.request(method, API + path, json=body, headers=auth, middlewares=()) as r:
-        text = await r.text()
-        assert r.status == expect, f"{method} {path}: {r.status} {text}"
-        return json.loads(text) if r.content_type == "application/json" else text
-
-
 async def collect(origin: Client, root: Auth) -> dict[str, Any]:
-    result: dict[str, Any] = await call(origin, "POST", "/gc", root)
+    result: dict[str, Any] = await api_call(origin, "POST", "/gc", root)
     return result
 
 
@@ -109,8 +94,10 @@ def reachable(*images: Image) -> dict[str, int]:
 
 async def set_window(origin: Client, root: Auth, namespace: str, seconds: int) -> None:
     if namespace != "admin":
-        await call(origin, "POST", "/organizations", root, {"name": namespace}, expect=201)
-    await call(origin, "PUT", f"/namespaces/{namespace}/time-machine", root, {"seconds": seconds})
+        await api_call(origin, "POST", "/organizations", root, {"name": namespace}, expect=201)
+    await api_call(
+        origin, "PUT", f"/namespaces/{namespace}/time-machine", root, {"seconds": seconds}
+    )
 
 
 async def test_what_nothing_reaches_goes_and_what_is_reachable_stays_byte_for_byte(
@@ -180,7 +167,7 @@ async def test_content_inside_the_time_machine_window_survives_and_goes_once_it_
     await push_image(origin, "team/app", "release", v2)  # v1's state ended: 2 weeks to go
     await collect_fully(origin, root)
     assert await pulls(origin, "team/app", v1.digest, v1)  # inside the window
-    await call(
+    await api_call(
         origin,
         "POST",
         "/repositories/team/app/-/tags/release/restore",
@@ -194,7 +181,7 @@ async def test_content_inside_the_time_machine_window_survives_and_goes_once_it_
     await collect_fully(origin, root)
     assert await manifest_status(origin, "team/app", v2.digest) == 404
     assert sha256(v2.layers[0]) not in blob_files(origin_config.data_dir)
-    history = await call(origin, "GET", "/repositories/team/app/-/tags/release/history", root)
+    history = await api_call(origin, "GET", "/repositories/team/app/-/tags/release/history", root)
     assert [s["digest"] for s in history["states"]] == [v1.digest]  # ended states expired
     assert await pulls(origin, "team/app", "release", v1)
 
@@ -328,8 +315,8 @@ async def test_collection_under_load_loses_nothing_and_leaves_only_what_is_reach
 
 
 async def test_only_system_admins_run_passes(origin: Client, root: Auth) -> None:
-    await call(
+    await api_call(
         origin, "POST", "/users", root, {"name": "dev", "password": "a-long-password-1"}, 201
     )
     dev = {"Authorization": encode_basic_auth("dev", "a-long-password-1")}
-    await call(origin, "POST", "/gc", dev, expect=403)
+    await api_call(origin, "POST", "/gc", dev, expect=403)

@@ -60,8 +60,8 @@ async def test_killed_mid_collection_nothing_acknowledged_is_lost(
             middlewares=(),
         ) as r:
             assert r.status == 200, await r.text()
-        # Garbage to collect while the origin is killed: 60 images pushed, then deleted.
-        doomed = [make_image(f"doomed-{i}") for i in range(60)]
+        # Garbage to collect while the origin is killed: 40 images pushed, then deleted.
+        doomed = [make_image(f"doomed-{i}") for i in range(40)]
         for i, image in enumerate(doomed):
             await push_image(http, "admin/app", f"doomed-{i}", image)
         for image in doomed:
@@ -70,7 +70,7 @@ async def test_killed_mid_collection_nothing_acknowledged_is_lost(
 
     acknowledged: dict[str, Image] = {}
     rng = random.Random(11)
-    for cycle in range(5):
+    for cycle in range(3):
         stop = asyncio.Event()
 
         async def pusher(cycle: int = cycle, stop: asyncio.Event = stop) -> None:

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiohttp import encode_basic_auth
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,7 +28,14 @@ from origin.config import OriginConfig
 from origin.metadata import gc
 from origin.metadata.db import create_engine
 from origin.metadata.models import manifests, repositories
-from tests.support import Client, error_code, make_image, push_blob, push_image, sha256
+from tests.support import (
+    Client,
+    error_code,
+    make_image,
+    push_blob,
+    push_image,
+    sha256,
+)
 
 GRACE = 0.5
 Auth = dict[str, str]
@@ -47,12 +53,6 @@ async def engine(origin_config: OriginConfig, origin: Client) -> AsyncIterator[A
     engine = create_engine(origin_config.database_url)
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-def root(origin_config: OriginConfig) -> Auth:
-    password = (origin_config.data_dir / "admin-password").read_text().strip()
-    return {"Authorization": encode_basic_auth("admin", password)}
 
 
 async def waits(task: asyncio.Task[object]) -> bool:
