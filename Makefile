@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests drive: clients and a peer registry we did not write.
-APT_PACKAGES := python3-venv skopeo podman docker-registry slapd ldap-utils postgresql
+APT_PACKAGES := python3-venv skopeo podman docker-registry slapd ldap-utils postgresql systemd
 
 .PHONY: run test check system-deps venv clean
 
