@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
-from sqlalchemy import Table, and_, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ocicore.digest import Digest
@@ -64,6 +64,15 @@ class MissingReferences(Exception):
         super().__init__(f"missing blobs {list(blobs)}, manifests {list(manifests)}")
         self.blobs = blobs
         self.manifests = manifests
+
+
+def _linked(name: str, digest: str) -> list[ColumnElement[bool]]:
+    """Repository ``name``'s link to ``digest`` (criteria over ``repository_blobs``)."""
+    in_repository = select(repositories.c.id).where(repositories.c.name == name)
+    return [
+        repository_blobs.c.repository_id == in_repository.scalar_subquery(),
+        repository_blobs.c.digest == digest,
+    ]
 
 
 UPLOAD_LOCKS = 0x57485550  # "WHUP": the advisory lock space of upload sessions
@@ -187,11 +196,7 @@ class MetadataStore:
         """Link a blob repository ``source`` holds into ``name`` (its size); None when
         ``source`` does not hold it, or collection is about to delete its bytes."""
         async with self.engine.begin() as conn:
-            held = await conn.scalar(
-                select(func.count())
-                .select_from(repository_blobs.join(repositories))
-                .where(repositories.c.name == source, repository_blobs.c.digest == digest)
-            )
+            held = await conn.scalar(select(func.count()).where(*_linked(source, digest)))
             if not held:
                 return None
             now = _now()
@@ -231,28 +236,12 @@ class MetadataStore:
         """A pushing client asked for the blob (and will not upload it): keep the link out of
         collection's reach for another grace period, if it was last touched before
         ``older_than``."""
-        async with self.engine.connect() as conn:
-            stale = await conn.scalar(
-                select(func.count())
-                .select_from(repository_blobs.join(repositories))
-                .where(
-                    repositories.c.name == name,
-                    repository_blobs.c.digest == digest,
-                    repository_blobs.c.touched_at < older_than,
-                )
-            )
-        if not stale:
-            return
+        stale = [*_linked(name, digest), repository_blobs.c.touched_at < older_than]
+        async with self.engine.connect() as conn:  # a read first: most asks change nothing
+            if not await conn.scalar(select(func.count()).where(*stale)):
+                return
         async with self.engine.begin() as conn:
-            repo_id = await self._repo_id(conn, name)
-            await conn.execute(
-                update(repository_blobs)
-                .where(
-                    repository_blobs.c.repository_id == repo_id,
-                    repository_blobs.c.digest == digest,
-                )
-                .values(touched_at=_now())
-            )
+            await conn.execute(update(repository_blobs).where(*stale).values(touched_at=_now()))
 
     async def usage(self, namespace: str, conn: AsyncConnection | None = None) -> int:
         """Bytes of the distinct blobs the namespace's repositories hold."""
