@@ -5,35 +5,19 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
 
 from aiohttp import encode_basic_auth
 
 from origin.config import OriginConfig
-from tests.support import Client, error_code, push_blob, sha256
-
-API = "/api/v1"
-
-
-def root(config: OriginConfig) -> dict[str, str]:
-    password = (config.data_dir / "admin-password").read_text().strip()
-    return {"Authorization": encode_basic_auth("admin", password)}
-
-
-async def api(client: Client, method: str, path: str, auth: dict[str, str],
-              body: Any = None, expect: int = 200) -> Any:  # fmt: skip
-    async with client.request(method, API + path, json=body, headers=auth, middlewares=()) as r:
-        text = await r.text()
-        assert r.status == expect, f"{method} {path}: {r.status} {text}"
-        return await r.json() if text else None
+from tests.support import Client, api_call, basic_admin, error_code, push_blob, sha256
 
 
 async def test_a_push_past_the_quota_is_refused_and_changes_nothing(
     origin: Client, origin_config: OriginConfig
 ) -> None:
-    auth = root(origin_config)
-    await api(origin, "POST", "/organizations", auth, {"name": "team"}, expect=201)
-    quota = await api(origin, "PUT", "/namespaces/team/quota", auth, {"quota_bytes": 10_000})
+    auth = basic_admin(origin_config.data_dir)
+    await api_call(origin, "POST", "/organizations", auth, {"name": "team"}, expect=201)
+    quota = await api_call(origin, "PUT", "/namespaces/team/quota", auth, {"quota_bytes": 10_000})
     assert quota == {"namespace": "team", "quota_bytes": 10_000, "used_bytes": 0}
     first, second = os.urandom(6000), os.urandom(6000)
     await push_blob(origin, "team/app", first)
@@ -48,26 +32,28 @@ async def test_a_push_past_the_quota_is_refused_and_changes_nothing(
         assert r.status == 404
     # A blob the namespace holds already costs nothing more, in another of its repositories.
     await push_blob(origin, "team/other", first)
-    got = await api(origin, "GET", "/namespaces/team/quota", auth)
+    got = await api_call(origin, "GET", "/namespaces/team/quota", auth)
     assert got["used_bytes"] == 6000
     # Full: even opening an upload is refused; other namespaces are not concerned.
-    await api(origin, "PUT", "/namespaces/team/quota", auth, {"quota_bytes": 6000})
+    await api_call(origin, "PUT", "/namespaces/team/quota", auth, {"quota_bytes": 6000})
     async with origin.post("/v2/team/app/blobs/uploads/") as r:
         assert r.status == 403
         assert await error_code(r) == "DENIED"
     await push_blob(origin, "elsewhere/app", second)
-    await api(origin, "PUT", "/namespaces/team/quota", auth, {"quota_bytes": None})
+    await api_call(origin, "PUT", "/namespaces/team/quota", auth, {"quota_bytes": None})
     await push_blob(origin, "team/app", second)
 
 
 async def test_managers_read_their_quota_and_only_system_admins_set_it(
     origin: Client, origin_config: OriginConfig
 ) -> None:
-    auth = root(origin_config)
-    await api(origin, "POST", "/users", auth, {"name": "mia", "password": "mias-password"},
+    auth = basic_admin(origin_config.data_dir)
+    await api_call(origin, "POST", "/users", auth, {"name": "mia", "password": "mias-password"},
               expect=201)  # fmt: skip
     mia = {"Authorization": encode_basic_auth("mia", "mias-password")}
-    assert (await api(origin, "GET", "/namespaces/mia/quota", mia))["quota_bytes"] is None
-    await api(origin, "PUT", "/namespaces/mia/quota", mia, {"quota_bytes": 1 << 40}, expect=403)
-    await api(origin, "GET", "/namespaces/admin/quota", mia, expect=403)
-    await api(origin, "PUT", "/namespaces/mia/quota", auth, {"quota_bytes": -1}, expect=400)
+    assert (await api_call(origin, "GET", "/namespaces/mia/quota", mia))["quota_bytes"] is None
+    await api_call(
+        origin, "PUT", "/namespaces/mia/quota", mia, {"quota_bytes": 1 << 40}, expect=403
+    )
+    await api_call(origin, "GET", "/namespaces/admin/quota", mia, expect=403)
+    await api_call(origin, "PUT", "/namespaces/mia/quota", auth, {"quota_bytes": -1}, expect=400)

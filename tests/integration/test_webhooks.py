@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from aiohttp import encode_basic_auth, web
@@ -17,9 +16,7 @@ from aiohttp.pytest_plugin import AiohttpClient, AiohttpServer
 from origin.admin.webhooks import MAX_WEBHOOKS
 from origin.app import create_app
 from origin.config import OriginConfig
-from tests.support import Client, admin_auth, make_image, push_image, until
-
-API = "/api/v1"
+from tests.support import Client, admin_auth, api_call, basic_admin, make_image, push_image, until
 
 
 @dataclasses.dataclass
@@ -53,19 +50,6 @@ async def origin_with_hooks(aiohttp_client: AiohttpClient, origin_config: Origin
     return await aiohttp_client(create_app(config), middlewares=(admin_auth(config.data_dir),))
 
 
-def root(config: OriginConfig) -> dict[str, str]:
-    password = (config.data_dir / "admin-password").read_text().strip()
-    return {"Authorization": encode_basic_auth("admin", password)}
-
-
-async def api(client: Client, method: str, path: str, auth: dict[str, str],
-              body: Any = None, expect: int = 200) -> Any:  # fmt: skip
-    async with client.request(method, API + path, json=body, headers=auth, middlewares=()) as r:
-        text = await r.text()
-        assert r.status == expect, f"{method} {path}: {r.status} {text}"
-        return json.loads(text) if text else None
-
-
 def signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(headers["X-Wharf-Signature-256"], expected)
@@ -81,9 +65,9 @@ async def waited(check: Callable[[], bool], seconds: float = 20.0) -> None:
 async def test_pushes_and_deletions_arrive_signed(
     origin_with_hooks: Client, origin_config: OriginConfig, receiver: Receiver
 ) -> None:
-    client, auth = origin_with_hooks, root(origin_config)
-    await api(client, "POST", "/organizations", auth, {"name": "team"}, expect=201)
-    hook = await api(client, "POST", "/namespaces/team/webhooks", auth,
+    client, auth = origin_with_hooks, basic_admin(origin_config.data_dir)
+    await api_call(client, "POST", "/organizations", auth, {"name": "team"}, expect=201)
+    hook = await api_call(client, "POST", "/namespaces/team/webhooks", auth,
                      {"url": receiver.url, "events": ["push", "tag_delete"]}, expect=201)  # fmt: skip
     secret = hook["secret"]
     image = make_image("hooked")
@@ -103,12 +87,12 @@ async def test_pushes_and_deletions_arrive_signed(
         ("push", "team/app", "v1", image.digest),
         ("tag_delete", "team/app", "v1", image.digest),
     ]
-    log = await api(client, "GET", f"/namespaces/team/webhooks/{hook['id']}/deliveries", auth)
+    log = await api_call(client, "GET", f"/namespaces/team/webhooks/{hook['id']}/deliveries", auth)
     assert [(d["event"], d["state"], d["attempts"]) for d in log] == [
         ("tag_delete", "delivered", 1), ("push", "delivered", 1),
     ]  # fmt: skip
     # A test delivery, at once.
-    ping = await api(client, "POST", f"/namespaces/team/webhooks/{hook['id']}/test", auth)
+    ping = await api_call(client, "POST", f"/namespaces/team/webhooks/{hook['id']}/test", auth)
     assert (ping["event"], ping["state"], ping["last_status"]) == ("ping", "delivered", 200)
     assert signed(secret, *receiver.received[-1])
 
@@ -116,9 +100,9 @@ async def test_pushes_and_deletions_arrive_signed(
 async def test_a_failing_receiver_gets_retries_with_backoff(
     origin_with_hooks: Client, origin_config: OriginConfig, receiver: Receiver
 ) -> None:
-    client, auth = origin_with_hooks, root(origin_config)
-    await api(client, "POST", "/organizations", auth, {"name": "team"}, expect=201)
-    hook = await api(client, "POST", "/namespaces/team/webhooks", auth,
+    client, auth = origin_with_hooks, basic_admin(origin_config.data_dir)
+    await api_call(client, "POST", "/organizations", auth, {"name": "team"}, expect=201)
+    hook = await api_call(client, "POST", "/namespaces/team/webhooks", auth,
                      {"url": receiver.url, "events": ["push"]}, expect=201)  # fmt: skip
     receiver.answers[:] = [500, 503]
     await push_image(client, "team/app", "v1", make_image("retried"))
@@ -128,57 +112,57 @@ async def test_a_failing_receiver_gets_retries_with_backoff(
     path = f"/namespaces/team/webhooks/{hook['id']}/deliveries"
 
     async def settled() -> bool:
-        (delivery,) = await api(client, "GET", path, auth)
+        (delivery,) = await api_call(client, "GET", path, auth)
         return bool(delivery["state"] == "delivered")
 
     await until(settled, 10)
-    (delivery,) = await api(client, "GET", path, auth)
+    (delivery,) = await api_call(client, "GET", path, auth)
     assert (delivery["attempts"], delivery["last_status"]) == (3, 200)
 
 
 async def test_hooks_reach_no_private_address_by_default_and_only_managers_add_them(
     origin: Client, origin_config: OriginConfig, receiver: Receiver
 ) -> None:
-    auth = root(origin_config)
-    await api(origin, "POST", "/organizations", auth, {"name": "team"}, expect=201)
+    auth = basic_admin(origin_config.data_dir)
+    await api_call(origin, "POST", "/organizations", auth, {"name": "team"}, expect=201)
     for bad in ("ftp://example.com/x", "http://user:pw@example.com/x"):
-        await api(origin, "POST", "/namespaces/team/webhooks", auth,
+        await api_call(origin, "POST", "/namespaces/team/webhooks", auth,
                   {"url": bad, "events": ["push"]}, expect=400)  # fmt: skip
-    await api(origin, "POST", "/namespaces/team/webhooks", auth,
+    await api_call(origin, "POST", "/namespaces/team/webhooks", auth,
               {"url": receiver.url, "events": ["nope"]}, expect=400)  # fmt: skip
-    hook = await api(origin, "POST", "/namespaces/team/webhooks", auth,
+    hook = await api_call(origin, "POST", "/namespaces/team/webhooks", auth,
                      {"url": receiver.url, "events": ["push"]}, expect=201)  # fmt: skip
-    ping = await api(origin, "POST", f"/namespaces/team/webhooks/{hook['id']}/test", auth)
+    ping = await api_call(origin, "POST", f"/namespaces/team/webhooks/{hook['id']}/test", auth)
     assert ping["state"] == "pending"  # to be retried, and refused again
     assert "not a public address" in ping["last_error"]
     # A name is checked where the connection is made, whatever it resolved to before.
     by_name = receiver.url.replace("127.0.0.1", "localhost")
-    named = await api(origin, "POST", "/namespaces/team/webhooks", auth,
+    named = await api_call(origin, "POST", "/namespaces/team/webhooks", auth,
                       {"url": by_name, "events": ["push"]}, expect=201)  # fmt: skip
-    ping = await api(origin, "POST", f"/namespaces/team/webhooks/{named['id']}/test", auth)
+    ping = await api_call(origin, "POST", f"/namespaces/team/webhooks/{named['id']}/test", auth)
     assert ping["last_error"] == "not a public address"
     assert receiver.received == []
-    await api(origin, "POST", "/users", auth, {"name": "eve", "password": "eves-password"},
+    await api_call(origin, "POST", "/users", auth, {"name": "eve", "password": "eves-password"},
               expect=201)  # fmt: skip
     eve = {"Authorization": encode_basic_auth("eve", "eves-password")}
-    await api(origin, "POST", "/namespaces/team/webhooks", eve,
+    await api_call(origin, "POST", "/namespaces/team/webhooks", eve,
               {"url": receiver.url, "events": ["push"]}, expect=403)  # fmt: skip
-    await api(origin, "GET", "/namespaces/team/webhooks", eve, expect=403)
-    listed = await api(origin, "GET", "/namespaces/team/webhooks", auth)
+    await api_call(origin, "GET", "/namespaces/team/webhooks", eve, expect=403)
+    listed = await api_call(origin, "GET", "/namespaces/team/webhooks", auth)
     assert "secret" not in listed[0]  # shown once, at creation
 
 
 async def test_a_namespace_has_at_most_twenty_hooks(
     origin: Client, origin_config: OriginConfig
 ) -> None:
-    auth = root(origin_config)
-    await api(origin, "POST", "/organizations", auth, {"name": "team"}, expect=201)
+    auth = basic_admin(origin_config.data_dir)
+    await api_call(origin, "POST", "/organizations", auth, {"name": "team"}, expect=201)
     for i in range(MAX_WEBHOOKS):
-        await api(origin, "POST", "/namespaces/team/webhooks", auth,
+        await api_call(origin, "POST", "/namespaces/team/webhooks", auth,
                   {"url": f"https://example.com/{i}", "events": ["push"]}, expect=201)  # fmt: skip
-    refused = await api(origin, "POST", "/namespaces/team/webhooks", auth,
+    refused = await api_call(origin, "POST", "/namespaces/team/webhooks", auth,
                         {"url": "https://example.com/x", "events": ["push"]}, expect=403)  # fmt: skip
     assert refused["errors"][0]["message"] == (
         "team has 20 webhooks, the most a namespace may have: remove one first"
     )
-    assert len(await api(origin, "GET", "/namespaces/team/webhooks", auth)) == MAX_WEBHOOKS
+    assert len(await api_call(origin, "GET", "/namespaces/team/webhooks", auth)) == MAX_WEBHOOKS
